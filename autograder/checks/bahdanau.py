@@ -1,0 +1,323 @@
+"""Checks for lesson 02, Bahdanau attention.
+
+`quick_check_*` are the visible checks: tiny inputs and properties, no reference needed.
+`check_*` are the hidden checks: the reference from solutions/ on random inputs of distinct sizes,
+in float64 and float32, on every device, plus the properties the math promises.
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from .. import reference
+from .core import DTYPES, Student, devices, generator, randn, replaced_globals
+
+LESSON = "02_bahdanau_attention"
+HELPERS = ("additive_scores", "dot_scores", "attention_weights", "context_vector", "attention_decoder_step")
+
+
+def _ref():
+    return reference.load(LESSON)
+
+
+def _cases(device, seed):
+    """(device, dtype, generator) for every device and dtype the hidden checks cover."""
+    for i, (dev, dtype) in enumerate(itertools.product(devices(device), DTYPES)):
+        yield dev, dtype, generator(seed + 101 * i)
+
+
+# --- option 1: additive scores ---------------------------------------------------------------------
+
+def quick_check_additive_scores(fn):
+    """Visible: shape, and which half of W meets h and which meets s."""
+    f = Student(fn, "additive_scores")
+    g = generator(0)
+    B, m, d_h, d_s, d_a = 2, 5, 4, 3, 6
+    h, s = randn(g, B, m, d_h), randn(g, B, d_s)
+    W, v = randn(g, d_a, d_h + d_s), randn(g, d_a)
+    f.expect_tensor(f(h, s, W, v), "the scores", shape=(B, m), like=h, hint="One score per encoder state: (batch, m).")
+    # Only h's columns of W are non-zero: the score of h_i is sum_a v_a tanh(W_a . h_i).
+    W_h = torch.cat([W[:, :d_h], torch.zeros(d_a, d_s, dtype=W.dtype)], dim=1)
+    f.expect_close(f(h, s, W_h, v), torch.tanh(h @ W[:, :d_h].T) @ v,
+                   "the scores when only the first d_h columns of W are non-zero (the [h_i; s_j] order)")
+    # Only s's columns are non-zero: every position gets the same score.
+    W_s = torch.cat([torch.zeros(d_a, d_h, dtype=W.dtype), W[:, d_h:]], dim=1)
+    f.expect_close(f(h, s, W_s, v), (torch.tanh(s @ W[:, d_h:].T) @ v)[:, None].expand(B, m),
+                   "the scores when only the last d_s columns of W are non-zero")
+
+
+def check_additive_scores(fn, *, device=None, seed=0):
+    """Hidden: against the reference on random inputs, every dtype and device, gradients included."""
+    f, ref = Student(fn, "additive_scores"), _ref()
+    for dev, dtype, g in _cases(device, seed):
+        for B, m, d_h, d_s, d_a in [(2, 5, 4, 3, 6), (1, 7, 3, 5, 2)]:
+            h, s = randn(g, B, m, d_h, dtype=dtype, device=dev), randn(g, B, d_s, dtype=dtype, device=dev)
+            W, v = randn(g, d_a, d_h + d_s, dtype=dtype, device=dev), randn(g, d_a, dtype=dtype, device=dev)
+            got = f.expect_tensor(f(h, s, W, v), "the scores", shape=(B, m), like=h)
+            want = ref.additive_scores(h, s, W, v)
+            swapped_W = torch.cat([W[:, d_s:], W[:, :d_s]], dim=1)
+            f.expect_close(got, want, "the scores", mistakes=[
+                ("the concatenation is [s_j; h_i] instead of [h_i; s_j]", lambda: ref.additive_scores(h, s, swapped_W, v)),
+                ("the tanh is missing", lambda: torch.cat([h, s[:, None].expand(B, m, d_s)], -1) @ W.T @ v),
+                ("the scores were already normalized with softmax (that is attention_weights' job)",
+                 lambda: torch.softmax(want, -1)),
+            ])
+            f.expect_gradients([h, s, W, v], ref.additive_scores)
+
+
+# --- option 2: dot-product scores ------------------------------------------------------------------
+
+def quick_check_dot_scores(fn):
+    """Visible: shape with all sizes distinct, and identity projections give the plain dot product."""
+    f = Student(fn, "dot_scores")
+    g = generator(1)
+    B, m, d_h, d_s, d_k = 2, 5, 4, 3, 6
+    h, s = randn(g, B, m, d_h), randn(g, B, d_s)
+    f.expect_tensor(f(h, s, randn(g, d_k, d_h), randn(g, d_k, d_s)), "the scores", shape=(B, m), like=h,
+                    hint="One score per encoder state: (batch, m).")
+    h3, s3, eye = randn(g, B, m, 3), randn(g, B, 3), torch.eye(3, dtype=torch.float64)
+    f.expect_close(f(h3, s3, eye, eye), (h3 * s3[:, None, :]).sum(-1),
+                   "the scores with W_K = W_Q = I (they should be h_i . s_j)")
+
+
+def check_dot_scores(fn, *, device=None, seed=0):
+    """Hidden: against the reference; a square case tells swapped or untransposed weights apart."""
+    f, ref = Student(fn, "dot_scores"), _ref()
+    for dev, dtype, g in _cases(device, seed):
+        for B, m, d_h, d_s, d_k in [(2, 5, 4, 3, 6), (1, 3, 6, 2, 5), (3, 4, 5, 5, 5)]:
+            h, s = randn(g, B, m, d_h, dtype=dtype, device=dev), randn(g, B, d_s, dtype=dtype, device=dev)
+            W_K, W_Q = randn(g, d_k, d_h, dtype=dtype, device=dev), randn(g, d_k, d_s, dtype=dtype, device=dev)
+            got = f.expect_tensor(f(h, s, W_K, W_Q), "the scores", shape=(B, m), like=h)
+            want = ref.dot_scores(h, s, W_K, W_Q)
+            f.expect_close(got, want, "the scores", mistakes=[
+                ("W_K and W_Q are swapped: keys come from h with W_K, the query from s with W_Q",
+                 lambda: ref.dot_scores(h, s, W_Q, W_K)),
+                ("the weights are applied untransposed: W_K h_i is h @ W_K.T",
+                 lambda: ref.dot_scores(h, s, W_K.T, W_Q.T)),
+                ("the scores are divided by sqrt(d_k): option 2 has no scaling", lambda: want / d_k ** 0.5),
+                ("the scores were already normalized with softmax", lambda: torch.softmax(want, -1)),
+            ])
+            f.expect_gradients([h, s, W_K, W_Q], ref.dot_scores)
+
+
+# --- softmax normalization with a mask -------------------------------------------------------------
+
+def _diagnose_weights(f, got, scores, mask):
+    """Name the usual softmax mistakes from what the weights look like."""
+    valid = mask if mask is not None else torch.ones_like(scores, dtype=torch.bool)
+    live = valid.any(-1)
+    if scores.shape[0] > 1 and torch.allclose(got.sum(0), torch.ones_like(got[0])):
+        f.fail("the weights sum to 1 over the batch axis: the softmax must run over source positions (dim=-1).")
+    if mask is not None and (got[~valid] != 0).any():
+        if torch.allclose(got[~valid], torch.softmax(scores, -1)[~valid]):
+            f.fail("masked positions get non-zero weight: the mask is ignored.")
+        f.fail("masked positions (mask False) must get weight exactly 0.")
+    sums = got.sum(-1)
+    if not torch.allclose(sums[live], torch.ones_like(sums[live]), atol=1e-5):
+        if mask is not None and torch.allclose(got, torch.softmax(scores, -1) * valid):
+            f.fail("the weights were zeroed after the softmax without renormalizing: mask the scores before it.")
+        f.fail("each row of weights must sum to 1 over the source positions.")
+    if (got < 0).any():
+        f.fail("weights must be non-negative: did you normalize without exp?")
+
+
+def quick_check_attention_weights(fn):
+    """Visible: rows are probability vectors; equal scores give equal weights; masks give exact zeros."""
+    f = Student(fn, "attention_weights")
+    scores = randn(generator(2), 3, 5)
+    got = f.expect_tensor(f(scores), "the weights", shape=(3, 5), like=scores)
+    _diagnose_weights(f, got, scores, None)
+    f.expect_close(f(torch.zeros(2, 4, dtype=torch.float64)), torch.full((2, 4), 0.25, dtype=torch.float64),
+                   "the weights of equal scores (they should all be 1/m)")
+    mask = torch.tensor([[True, True, False, True, False], [False] * 5, [True] * 5])
+    got = f(scores, mask)
+    if isinstance(got, torch.Tensor) and torch.isnan(got).any():
+        f.fail("a row whose positions are all masked gives NaN: it should give all zeros.")
+    got = f.expect_tensor(got, "the masked weights", shape=(3, 5), like=scores)
+    _diagnose_weights(f, got, scores, mask)
+    if (got[1] != 0).any():
+        f.fail("a row whose positions are all masked should give all zeros.")
+
+
+def check_attention_weights(fn, *, device=None, seed=0):
+    """Hidden: against the reference with and without masks, large scores, all-masked rows, gradients."""
+    f, ref = Student(fn, "attention_weights"), _ref()
+    for dev, dtype, g in _cases(device, seed):
+        for B, m in [(4, 7), (1, 3), (3, 9)]:
+            scores = randn(g, B, m, dtype=dtype, device=dev, scale=3.0)
+            mask = (torch.rand(B, m, generator=g) > 0.4).to(dev)
+            mask[0, 0] = True
+            if B > 2:
+                mask[-1] = False                    # one row with nothing to attend to
+            for sc, mk in [(scores, None), (scores, mask), (scores * 300, None)]:
+                got = f(sc, mk)
+                if isinstance(got, torch.Tensor) and not torch.isfinite(got).all():
+                    if mk is not None and not mk.all(-1).all() and torch.isfinite(got[mk.any(-1)]).all():
+                        f.fail("a row whose positions are all masked gives NaN or inf: it should give all zeros.")
+                    f.fail("the weights contain NaN or inf for large scores: subtract the row maximum before exp "
+                           "(torch.softmax does this for you).")
+                got = f.expect_tensor(got, "the weights", shape=(B, m), like=sc)
+                _diagnose_weights(f, got, sc, mk)
+                want = ref.attention_weights(sc, mk)
+                f.expect_close(got, want, "the weights", mistakes=[
+                    ("True was treated as masked: True means the position may be attended",
+                     lambda: ref.attention_weights(sc, ~mk) if mk is not None else None),
+                ])
+            f.expect_gradients([scores, mask], ref.attention_weights)
+
+
+# --- context vector --------------------------------------------------------------------------------
+
+def quick_check_context_vector(fn):
+    """Visible: one-hot weights pick one state; uniform weights give the mean."""
+    f = Student(fn, "context_vector")
+    g = generator(3)
+    B, m, d_h = 2, 5, 4
+    h = randn(g, B, m, d_h)
+    one_hot = torch.zeros(B, m, dtype=h.dtype)
+    one_hot[0, 3], one_hot[1, 1] = 1.0, 1.0
+    got = f.expect_tensor(f(one_hot, h), "the context vector", shape=(B, d_h), like=h)
+    f.expect_close(got, torch.stack([h[0, 3], h[1, 1]]), "the context vector for one-hot weights (it should be that h_i)")
+    f.expect_close(f(torch.full((B, m), 1 / m, dtype=h.dtype), h), h.mean(1), "the context vector for uniform weights")
+
+
+def check_context_vector(fn, *, device=None, seed=0):
+    """Hidden: against the reference on random probability vectors."""
+    f, ref = Student(fn, "context_vector"), _ref()
+    for dev, dtype, g in _cases(device, seed):
+        for B, m, d_h in [(2, 5, 4), (1, 3, 6), (3, 6, 2)]:
+            alpha = torch.softmax(randn(g, B, m, dtype=dtype, device=dev), -1)
+            h = randn(g, B, m, d_h, dtype=dtype, device=dev)
+            got = f.expect_tensor(f(alpha, h), "the context vector", shape=(B, d_h), like=h)
+            f.expect_close(got, ref.context_vector(alpha, h), "the context vector", mistakes=[
+                ("the weights are ignored: that is the plain mean of h", lambda: h.mean(1)),
+                ("the weights are ignored: that is the plain sum of h", lambda: h.sum(1)),
+            ])
+            f.expect_gradients([alpha, h], ref.context_vector)
+
+
+# --- one decoder step ------------------------------------------------------------------------------
+
+def quick_check_attention_decoder_step(fn):
+    """Visible: shape, and which block of A' multiplies x', s_{j} and c_{j} (the [x'; s; c] order)."""
+    f = Student(fn, "attention_decoder_step")
+    g = generator(4)
+    B, d_x, d_s, d_h = 2, 3, 4, 5
+    x, s, c = randn(g, B, d_x), randn(g, B, d_s), randn(g, B, d_h)
+    A, b = randn(g, d_s, d_x + d_s + d_h), randn(g, d_s)
+    f.expect_tensor(f(x, s, c, A, b), "the new state", shape=(B, d_s), like=s)
+    f.expect_close(f(x, s, c, torch.zeros_like(A), b), torch.tanh(b).expand(B, d_s),
+                   "the new state when A' = 0 (it should be tanh(b'))")
+    blocks = {"x'": (0, d_x, x), "s": (d_x, d_x + d_s, s), "c": (d_x + d_s, d_x + d_s + d_h, c)}
+    for name, (lo, hi, part) in blocks.items():
+        A_part = torch.zeros_like(A)
+        A_part[:, lo:hi] = A[:, lo:hi]
+        f.expect_close(f(x, s, c, A_part, b), torch.tanh(part @ A[:, lo:hi].T + b),
+                       f"the new state when only the {name} block of A' is non-zero (columns {lo}..{hi - 1})")
+
+
+def check_attention_decoder_step(fn, *, device=None, seed=0):
+    """Hidden: against the reference; names a wrong concatenation order, a missing tanh or bias."""
+    f, ref = Student(fn, "attention_decoder_step"), _ref()
+    for dev, dtype, g in _cases(device, seed):
+        for B, d_x, d_s, d_h in [(2, 3, 4, 5), (1, 6, 2, 3)]:
+            x, s = randn(g, B, d_x, dtype=dtype, device=dev), randn(g, B, d_s, dtype=dtype, device=dev)
+            c = randn(g, B, d_h, dtype=dtype, device=dev)
+            A, b = randn(g, d_s, d_x + d_s + d_h, dtype=dtype, device=dev), randn(g, d_s, dtype=dtype, device=dev)
+            got = f.expect_tensor(f(x, s, c, A, b), "the new state", shape=(B, d_s), like=s)
+            pre = torch.cat([x, s, c], -1) @ A.T
+            f.expect_close(got, ref.attention_decoder_step(x, s, c, A, b), "the new state", mistakes=[
+                ("the tanh is missing", lambda: pre + b),
+                ("the bias b' is missing", lambda: torch.tanh(pre)),
+            ])
+            f.expect_gradients([x, s, c, A, b], ref.attention_decoder_step)
+
+
+# --- the whole decoder -----------------------------------------------------------------------------
+
+class RecordingScore:
+    """A score function that remembers every (h, s) it was called with: the check's probe."""
+
+    def __init__(self, W):
+        self.W, self.calls = W, []
+
+    def __call__(self, h, s):
+        self.calls.append((h.detach(), s.detach()))
+        # Negative squared distance after a fixed linear map: an alignment no lesson grades.
+        return -((h - (s @ self.W.T)[:, None, :]) ** 2).sum(-1)
+
+
+def _decode_inputs(g, B, m, t, d, d_x, dtype=torch.float64, device="cpu"):
+    hs = torch.tanh(randn(g, B, m, d, dtype=dtype, device=device))
+    xs = randn(g, B, t, d_x, dtype=dtype, device=device)
+    A, b = randn(g, d, d_x + 2 * d, dtype=dtype, device=device, scale=0.5), randn(g, d, dtype=dtype, device=device)
+    return hs, xs, A, b, randn(g, d, d, dtype=dtype, device=device)
+
+
+def _diagnose_decode(f, score, hs, ss, t):
+    """Name the usual decoder mistakes from what it passed to score_fn and what it returned."""
+    calls = score.calls
+    if t > 1 and len(calls) == 1:
+        f.fail("score_fn was called once: the weights must be recomputed for every decoder state "
+               "(the weights used for c_0 are not reused for c_1).")
+    if len(calls) != t:
+        f.fail(f"score_fn should be called once per decoder step ({t} times for t={t}), not {len(calls)} times.")
+    h0, s0 = calls[0]
+    if h0.shape != hs.shape or not torch.equal(h0, hs.detach()):
+        f.fail("score_fn should receive all the encoder states hs, shape (batch, m, d_h).")
+    if not torch.allclose(s0, hs[:, -1].detach()):
+        if torch.allclose(s0, ss[:, 0].detach()):
+            f.fail("the first weights come from the new state s_1: c_0 must be computed from s_0 = h_m, "
+                   "before the update.")
+        if torch.allclose(s0, torch.zeros_like(s0)):
+            f.fail("the decoder starts from zeros: s_0 is h_m, the last encoder state.")
+        if torch.allclose(s0, hs[:, 0].detach()):
+            f.fail("the decoder starts from h_1: s_0 is h_m, the last encoder state.")
+        f.fail("the first weights should be computed from s_0 = h_m, the last encoder state.")
+    if torch.allclose(ss[:, 0], hs[:, -1]):
+        f.fail("ss starts with s_0: it should hold the new states s_1..s_t.")
+    for j in range(1, t):
+        _, s_j = calls[j]
+        if not torch.allclose(s_j, ss[:, j - 1].detach()):
+            if torch.allclose(s_j, ss[:, j].detach()):
+                f.fail(f"the weights of step {j} come from the new state s_{j + 1}: c_j must be computed from the "
+                       f"previous state s_j, before the update.")
+            f.fail(f"the weights of step {j} should be computed from s_{j}, the state the previous step returned.")
+
+
+def quick_check_attention_decode(fn):
+    """Visible: shapes, one score_fn call per step starting from s_0 = h_m, rows of weights sum to 1."""
+    f = Student(fn, "attention_decode")
+    B, m, t, d, d_x = 2, 6, 4, 5, 3
+    hs, xs, A, b, W = _decode_inputs(generator(5), B, m, t, d, d_x)
+    score = RecordingScore(W)
+    ss, weights = f.expect_tuple(f(hs, xs, A, b, score), 2, "(ss, weights)")
+    f.expect_tensor(ss, "ss", shape=(B, t, d), like=hs, hint="It holds s_1..s_t: (batch, t, d_s).")
+    f.expect_tensor(weights, "weights", shape=(B, t, m), like=hs, hint="Row j holds the weights that built c_j: (batch, t, m).")
+    _diagnose_decode(f, score, hs, ss, t)
+    if not torch.allclose(weights.sum(-1), torch.ones(B, t, dtype=hs.dtype)):
+        f.fail("each row of weights should sum to 1 over the m source positions.")
+
+
+def check_attention_decode(fn, *, device=None, seed=0):
+    """Hidden: against the reference, with the student's helpers swapped for the reference ones so a wrong
+    helper costs only its own points; probes of score_fn name the usual mistakes."""
+    f, ref = Student(fn, "attention_decode"), _ref()
+    with replaced_globals(fn, {name: getattr(ref, name) for name in HELPERS}):
+        for dev, dtype, g in _cases(device, seed):
+            for B, m, t, d, d_x in [(2, 6, 4, 5, 3), (1, 3, 7, 4, 2), (3, 5, 1, 2, 4)]:
+                hs, xs, A, b, W = _decode_inputs(g, B, m, t, d, d_x, dtype, dev)
+                score = RecordingScore(W)
+                ss, weights = f.expect_tuple(f(hs, xs, A, b, score), 2, "(ss, weights)")
+                f.expect_tensor(ss, "ss", shape=(B, t, d), like=hs)
+                f.expect_tensor(weights, "weights", shape=(B, t, m), like=hs)
+                _diagnose_decode(f, score, hs, ss, t)
+                want_ss, want_w = ref.attention_decode(hs, xs, A, b, RecordingScore(W))
+                f.expect_close(weights, want_w, "weights", mistakes=[
+                    ("row j holds the weights of step j+1: row j must be the weights that built c_j",
+                     lambda: torch.cat([want_w[:, 1:], want_w[:, -1:]], 1)),
+                ])
+                f.expect_close(ss, want_ss, "ss")
+            f.expect_gradients([hs, xs, A, b, RecordingScore(W)], ref.attention_decode,
+                               output=lambda r: torch.cat([r[0].flatten(), r[1].flatten()]))

@@ -1,0 +1,180 @@
+"""The building blocks of every check: calling a student's function safely and comparing results.
+
+A check takes the student's callable, feeds it random tensors of distinct sizes and raises
+`CheckFailed` with a message written for the student. The message says what was expected and,
+where a common mistake can be recognized, what the student probably did. It never prints the
+expected numbers or the check's source.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+# Close enough, whatever order of operations a correct answer uses.
+TOLERANCES = {
+    torch.float64: dict(rtol=1e-7, atol=1e-9),
+    torch.float32: dict(rtol=2e-4, atol=2e-5),
+}
+DTYPES = (torch.float64, torch.float32)
+
+
+class CheckFailed(AssertionError):
+    """A failed check. Jupyter shows only its message, so the hidden check's source stays hidden."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+def devices(device: str | None = None) -> list[str]:
+    """The devices to check on: CPU, plus CUDA when present; `device` or $ATTENTION_CHECK_DEVICE narrows it."""
+    device = device or os.environ.get("ATTENTION_CHECK_DEVICE") or None
+    if device:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise CheckFailed(f"device {device!r} was asked for, but CUDA is not available here")
+        return [device]
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def randn(g: torch.Generator, *shape: int, dtype=torch.float64, device="cpu", scale: float = 1.0) -> torch.Tensor:
+    """Standard normal values drawn on the CPU (the same on every device), then moved to `device`."""
+    return (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype=dtype, device=device)
+
+
+def tensors_like(args: Iterable, fn: Callable[[torch.Tensor], torch.Tensor]) -> list:
+    return [fn(a) if isinstance(a, torch.Tensor) else a for a in args]
+
+
+def _shape_hint(message: str) -> str:
+    if "shapes cannot be multiplied" in message or "size of tensor" in message or "must match" in message:
+        return (" A shape error usually means a matrix is applied from the wrong side or a transpose is"
+                " missing: weights are stored (out, in), so W h_i is written h @ W.T.")
+    return ""
+
+
+@contextlib.contextmanager
+def quiet():
+    """Warnings and stderr from a correct answer must not cost points (nbgrader fails any cell that writes to stderr)."""
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def replaced_globals(fn: Callable, replacements: dict[str, Callable]):
+    """Inside the block, the names the student's `fn` looks up globally resolve to `replacements`.
+
+    A composite function (say `attention_decode`) usually calls the student's own helpers. Swapping
+    those for the reference while it is checked means one wrong helper costs only its own points.
+    """
+    namespace = getattr(fn, "__globals__", None)
+    if namespace is None:
+        yield
+        return
+    saved = {name: namespace[name] for name in replacements if name in namespace}
+    try:
+        namespace.update({name: f for name, f in replacements.items() if name in saved})
+        yield
+    finally:
+        namespace.update(saved)
+
+
+class Student:
+    """The student's function under test, called with care and described by name in every message."""
+
+    def __init__(self, fn: Callable, name: str):
+        if not callable(fn):
+            raise CheckFailed(f"{name} is not a function (got {type(fn).__name__}). Define it with `def {name}(...)`.")
+        self.fn, self.name = fn, name
+
+    def fail(self, message: str):
+        raise CheckFailed(f"{self.name}: {message}")
+
+    def __call__(self, *args, **kwargs):
+        before = [a.detach().clone() if isinstance(a, torch.Tensor) else None for a in args]
+        with quiet():
+            try:
+                result = self.fn(*args, **kwargs)
+            except NotImplementedError:
+                raise CheckFailed(f"{self.name} is not implemented yet: replace `raise NotImplementedError()` "
+                                  "with your code.") from None
+            except CheckFailed:
+                raise
+            except Exception as e:  # the student's own error, reported in one line
+                raise CheckFailed(f"{self.name} raised {type(e).__name__}: {e}.{_shape_hint(str(e))}") from None
+        for i, (a, b) in enumerate(zip(args, before)):
+            if b is not None and not torch.equal(a.detach(), b):
+                self.fail(f"argument {i + 1} was modified in place. Compute new tensors instead of editing the inputs.")
+        return result
+
+    # -- expectations on what it returned ------------------------------------------------------------
+
+    def expect_tuple(self, got, n: int, what: str):
+        if not isinstance(got, (tuple, list)) or len(got) != n:
+            self.fail(f"should return {what}, a tuple of {n}; got {type(got).__name__}"
+                      + (f" of length {len(got)}" if isinstance(got, (tuple, list)) else "") + ".")
+        return got
+
+    def expect_tensor(self, got, what: str, *, shape: Sequence[int], like: torch.Tensor, hint: str = ""):
+        """A tensor of the given shape, on the device and with the dtype of `like`, with no NaN or inf."""
+        if not isinstance(got, torch.Tensor):
+            self.fail(f"{what} should be a torch.Tensor, got {type(got).__name__}.")
+        if tuple(got.shape) != tuple(shape):
+            self.fail(f"{what} should have shape {tuple(shape)}, got {tuple(got.shape)}." + (f" {hint}" if hint else ""))
+        if got.device.type != like.device.type:
+            self.fail(f"{what} is on {got.device.type}, but the inputs are on {like.device.type}: "
+                      "create new tensors with device=x.device.")
+        if got.dtype != like.dtype:
+            self.fail(f"{what} has dtype {got.dtype}, but the inputs are {like.dtype}: keep the inputs' dtype.")
+        if not torch.isfinite(got).all():
+            self.fail(f"{what} contains NaN or inf.")
+        return got
+
+    def expect_close(self, got: torch.Tensor, want: torch.Tensor, what: str,
+                     mistakes: Iterable[tuple[str, Callable[[], torch.Tensor | None]]] = ()):
+        """`got` equals `want` within the dtype's tolerance; if not, name the first mistake it matches."""
+        tol = TOLERANCES.get(want.dtype, TOLERANCES[torch.float32])
+        if torch.allclose(got, want, **tol):
+            return
+        for description, candidate in mistakes:
+            try:
+                wrong = candidate()
+            except Exception:  # a mistake that cannot be built for these shapes
+                continue
+            if wrong is not None and wrong.shape == got.shape and torch.allclose(got, wrong, **tol):
+                self.fail(f"wrong {what}: it looks like {description}.")
+        err = (got - want).abs().max().item()
+        self.fail(f"wrong {what}: they differ from the expected values by up to {err:.3g} (allowed: "
+                  f"rtol={tol['rtol']:g}, atol={tol['atol']:g}).")
+
+    def expect_gradients(self, args: Sequence, reference: Callable, output: Callable = lambda r: r, seed: int = 0):
+        """Gradients flow from the output back to every floating input, and match the reference's."""
+        grads = []
+        for fn in (self, reference):
+            g = generator(seed)                 # the same random cotangent for both
+            leaves = tensors_like(args, lambda a: a.detach().clone().requires_grad_(a.is_floating_point()))
+            out = output(fn(*leaves))
+            if fn is self and not out.requires_grad:
+                self.fail("no gradient flows back to the inputs. Avoid .detach(), .numpy(), .item() and "
+                          "torch.no_grad() inside the function.")
+            weights = randn(g, *out.shape, dtype=out.dtype).to(out.device)
+            (out * weights).sum().backward()
+            grads.append([a.grad for a in leaves if isinstance(a, torch.Tensor) and a.is_floating_point()])
+        for i, (mine, ref) in enumerate(zip(*grads)):
+            if ref is None:
+                continue
+            if mine is None:
+                self.fail(f"no gradient reaches input {i + 1}: it should take part in the result.")
+            if not torch.isfinite(mine).all():
+                self.fail(f"the gradient with respect to input {i + 1} contains NaN or inf.")
+            tol = TOLERANCES.get(ref.dtype, TOLERANCES[torch.float32])
+            if not torch.allclose(mine, ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10):
+                self.fail(f"the gradient with respect to input {i + 1} is wrong, though the values may look right.")

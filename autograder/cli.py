@@ -1,0 +1,46 @@
+"""`python -m autograder <verb>`: the command line only parses arguments and passes them on."""
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m autograder", description="Release, check and grade the attention course.")
+    verbs = p.add_subparsers(dest="verb", required=True)
+
+    r = verbs.add_parser("release", help="regenerate lessons/ from solutions/ with nbgrader generate_assignment")
+    r.add_argument("lessons", nargs="*", help="lesson names (default: all)")
+
+    c = verbs.add_parser("check", help="run a notebook's checks in a fresh kernel and print the result")
+    c.add_argument("notebook")
+    c.add_argument("--hidden", action="store_true", help="also run the hidden checks (needs solutions/)")
+    c.add_argument("--json", action="store_true", dest="as_json", help="print one JSON object")
+    c.add_argument("--device", choices=["cpu", "cuda"], help="check on this device only")
+
+    g = verbs.add_parser("grade", help="grade a class with nbgrader: SUBMISSIONS/<student>/<lesson>.ipynb")
+    g.add_argument("submissions")
+    g.add_argument("--out", required=True, help="course folder for the gradebook, feedback and grades.csv")
+    g.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="notebooks graded at once")
+    g.add_argument("--force", action="store_true", help="regrade what is already graded")
+
+    d = verbs.add_parser("demo", help="grade the bundled demo class and print the table")
+    d.add_argument("--out", default="demo-out", help="where the demo course goes (default: demo-out)")
+    d.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(parser().parse_args(argv))
+    verb = args.pop("verb")
+    if verb == "release":
+        from . import release
+        return release.main(lessons=args["lessons"] or None)
+    if verb == "check":
+        from . import check
+        return check.main(**args)
+    if verb == "grade":
+        from . import grade
+        return grade.main(**args)
+    from . import demo
+    return demo.main(**args)

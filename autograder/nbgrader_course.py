@@ -1,0 +1,39 @@
+"""An nbgrader course directory set up from Python, so no nbgrader_config.py in the working directory is needed."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from nbgrader.apps import NbGraderAPI
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from traitlets.config import Config
+
+COURSE_ID = "attention"
+
+# nbgrader runs the `alembic` command of its own environment: make it findable without an activated venv.
+_bin = str(Path(sys.executable).parent)
+if _bin not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
+
+
+def course_config(root: Path, *, cell_timeout: int = 60) -> Config:
+    c = Config()
+    c.CourseDirectory.root = str(root)
+    c.CourseDirectory.course_id = COURSE_ID
+    c.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    c.Execute.timeout = cell_timeout
+    # Deleted or edited test cells come back from the source notebook.
+    c.OverwriteCells.add_missing_cells = True
+    # The feedback must not show the hidden tests' source.
+    c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+    c.ClearHiddenTests.enforce_metadata = False
+    return c
+
+
+def course_api(root: Path, **kwargs) -> NbGraderAPI:
+    config = course_config(Path(root).resolve(), **kwargs)
+    coursedir = CourseDirectory(config=config)
+    return NbGraderAPI(coursedir=coursedir, config=config)

@@ -1,0 +1,66 @@
+"""Reading notebooks safely and finding their nbgrader cells.
+
+Conventions of this course: a graded answer cell has grade_id `<function>` and defines exactly that
+function; its test cell has grade_id `test_<function>`; a written answer has grade_id `written_*`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+
+class NotebookError(Exception):
+    """A notebook that cannot be read or graded; the message is one line for the user."""
+
+
+def read(path: str | Path) -> NotebookNode:
+    """Read and validate a notebook, or raise NotebookError with a one-line reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotebookError(f"{path}: no such file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise NotebookError(f"{path}: the file is empty")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotebookError(f"{path}: not a text file (is it a notebook?)") from None
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception as e:  # JSON errors, unknown nbformat versions, ...
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise NotebookError(f"{path}: not a valid notebook ({reason})") from None
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as e:
+        raise NotebookError(f"{path}: not a valid notebook ({e.message})") from None
+    return nb
+
+
+def nbgrader_meta(cell: NotebookNode) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def grade_id(cell: NotebookNode) -> str | None:
+    return nbgrader_meta(cell).get("grade_id")
+
+
+def is_autograded_test(cell: NotebookNode) -> bool:
+    meta = nbgrader_meta(cell)
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def is_answer(cell: NotebookNode) -> bool:
+    return cell.cell_type == "code" and bool(nbgrader_meta(cell).get("solution"))
+
+
+def tested_function(cell: NotebookNode) -> str:
+    """The graded function a test cell is about: its grade_id without the `test_` prefix."""
+    gid = grade_id(cell) or ""
+    return gid.removeprefix("test_")
+
+
+def cells_by_id(nb: NotebookNode) -> dict[str, NotebookNode]:
+    return {grade_id(c): c for c in nb.cells if grade_id(c)}

@@ -1,0 +1,1 @@
+"""What the lessons share and do not grade: synthetic tasks, training loops, plots, demo guards."""

@@ -1,0 +1,65 @@
+"""The reversal task: read a random string of letters, write it backwards.
+
+Length is what makes it hard: a plain Seq2Seq must squeeze the whole string into its final state,
+while attention lets each output step look back at the one input it needs.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+LETTERS = "abcdefghij"
+VOCAB = len(LETTERS)
+START = VOCAB                     # the decoder's first input x'_1, a token of its own
+
+
+def batch(batch_size: int, length: int, generator: torch.Generator | None = None):
+    """A batch of reversal examples.
+
+    Returns:
+        src (B, m) letters to read; tgt_in (B, m) decoder inputs (START, then the answer shifted right);
+        tgt (B, m) the answer, src reversed.
+    """
+    src = torch.randint(0, VOCAB, (batch_size, length), generator=generator)
+    tgt = src.flip(1)
+    tgt_in = torch.cat([torch.full((batch_size, 1), START), tgt[:, :-1]], dim=1)
+    return src, tgt_in, tgt
+
+
+def train(model: nn.Module, *, steps: int = 2000, lengths=(5, 30), batch_size: int = 64, lr: float = 5e-3,
+          seed: int = 0, desc: str = "training") -> list[float]:
+    """Train `model(src, tgt_in) -> (logits (B, m, VOCAB), weights)` with Adam and a linear decay.
+
+    Each step draws one length uniformly from `lengths` (inclusive). Returns the loss of every step.
+    """
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
+    losses = []
+    model.train()
+    for _ in (bar := tqdm(range(steps), desc=desc, mininterval=1.0)):
+        length = int(torch.randint(lengths[0], lengths[1] + 1, (1,), generator=g))
+        src, tgt_in, tgt = batch(batch_size, length, g)
+        logits, _ = model(src, tgt_in)
+        loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tgt.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def accuracy_by_length(model: nn.Module, lengths, *, n: int = 256, seed: int = 1234) -> dict[int, float]:
+    """Token accuracy (teacher-forced) on `n` fresh examples of each length: the same test set for every model."""
+    out = {}
+    for length in lengths:
+        src, tgt_in, tgt = batch(n, length, torch.Generator().manual_seed(seed + length))
+        logits, _ = model(src, tgt_in)
+        out[length] = (logits.argmax(-1) == tgt).float().mean().item()
+    return out
