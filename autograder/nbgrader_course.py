@@ -24,7 +24,9 @@ def course_config(root: Path, *, cell_timeout: int = 60) -> Config:
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.course_id = COURSE_ID
     c.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    c.Exchange.root = str(root / "exchange")       # unused, but nbgrader insists on a writable one
     c.Execute.timeout = cell_timeout
+    c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
     # Deleted or edited test cells come back from the source notebook.
     c.OverwriteCells.add_missing_cells = True
     # The feedback must not show the hidden tests' source.

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from . import notebooks, paths
 
 # Every graded cell may rely on these, as the notebooks' import cell provides them.
-PRELUDE = "import math\nimport torch\nimport torch.nn.functional as F\n"
+PRELUDE = "import math\nimport numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
 
 
 class ReferenceUnavailable(RuntimeError):

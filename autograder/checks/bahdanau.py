@@ -11,7 +11,7 @@ import itertools
 import torch
 
 from .. import reference
-from .core import DTYPES, Student, devices, generator, randn, replaced_globals
+from .core import DTYPES, Student, devices, generator, randn, reference_helpers
 
 LESSON = "02_bahdanau_attention"
 HELPERS = ("additive_scores", "dot_scores", "attention_weights", "context_vector", "attention_decoder_step")
@@ -77,8 +77,10 @@ def quick_check_dot_scores(fn):
     f.expect_tensor(f(h, s, randn(g, d_k, d_h), randn(g, d_k, d_s)), "the scores", shape=(B, m), like=h,
                     hint="One score per encoder state: (batch, m).")
     h3, s3, eye = randn(g, B, m, 3), randn(g, B, 3), torch.eye(3, dtype=torch.float64)
-    f.expect_close(f(h3, s3, eye, eye), (h3 * s3[:, None, :]).sum(-1),
-                   "the scores with W_K = W_Q = I (they should be h_i . s_j)")
+    plain = (h3 * s3[:, None, :]).sum(-1)
+    f.expect_close(f(h3, s3, eye, eye), plain, "the scores with W_K = W_Q = I (they should be h_i . s_j)",
+                   mistakes=[("the scores are divided by sqrt(d_k): option 2 has no scaling", lambda: plain / 3 ** 0.5),
+                             ("the scores were already normalized with softmax", lambda: torch.softmax(plain, -1))])
 
 
 def check_dot_scores(fn, *, device=None, seed=0):
@@ -292,7 +294,9 @@ def quick_check_attention_decode(fn):
     B, m, t, d, d_x = 2, 6, 4, 5, 3
     hs, xs, A, b, W = _decode_inputs(generator(5), B, m, t, d, d_x)
     score = RecordingScore(W)
-    ss, weights = f.expect_tuple(f(hs, xs, A, b, score), 2, "(ss, weights)")
+    with reference_helpers(fn, LESSON, HELPERS):
+        result = f(hs, xs, A, b, score)
+    ss, weights = f.expect_tuple(result, 2, "(ss, weights)")
     f.expect_tensor(ss, "ss", shape=(B, t, d), like=hs, hint="It holds s_1..s_t: (batch, t, d_s).")
     f.expect_tensor(weights, "weights", shape=(B, t, m), like=hs, hint="Row j holds the weights that built c_j: (batch, t, m).")
     _diagnose_decode(f, score, hs, ss, t)
@@ -304,7 +308,7 @@ def check_attention_decode(fn, *, device=None, seed=0):
     """Hidden: against the reference, with the student's helpers swapped for the reference ones so a wrong
     helper costs only its own points; probes of score_fn name the usual mistakes."""
     f, ref = Student(fn, "attention_decode"), _ref()
-    with replaced_globals(fn, {name: getattr(ref, name) for name in HELPERS}):
+    with reference_helpers(fn, LESSON, HELPERS):
         for dev, dtype, g in _cases(device, seed):
             for B, m, t, d, d_x in [(2, 6, 4, 5, 3), (1, 3, 7, 4, 2), (3, 5, 1, 2, 4)]:
                 hs, xs, A, b, W = _decode_inputs(g, B, m, t, d, d_x, dtype, dev)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import traceback
 import warnings
 from typing import Callable, Iterable, Sequence
 
@@ -60,6 +61,14 @@ def _shape_hint(message: str) -> str:
     return ""
 
 
+def _not_implemented(name: str, error: NotImplementedError) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    stub = frames[-1].name if frames else name
+    if stub in (name, "<module>", "<lambda>"):
+        return f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code."
+    return f"{name} calls {stub}, which is not implemented yet: implement {stub} first."
+
+
 @contextlib.contextmanager
 def quiet():
     """Warnings and stderr from a correct answer must not cost points (nbgrader fails any cell that writes to stderr)."""
@@ -87,6 +96,22 @@ def replaced_globals(fn: Callable, replacements: dict[str, Callable]):
         namespace.update(saved)
 
 
+@contextlib.contextmanager
+def reference_helpers(fn: Callable, lesson: str, names: Iterable[str]):
+    """Inside the block, `fn`'s calls to the lesson's other graded functions go to the reference ones.
+
+    Where the reference is not at hand (a student without solutions/), the student's own helpers stay.
+    """
+    from .. import reference
+    try:
+        ref = reference.load(lesson)
+    except reference.ReferenceUnavailable:
+        yield
+        return
+    with replaced_globals(fn, {name: getattr(ref, name) for name in names if hasattr(ref, name)}):
+        yield
+
+
 class Student:
     """The student's function under test, called with care and described by name in every message."""
 
@@ -103,9 +128,8 @@ class Student:
         with quiet():
             try:
                 result = self.fn(*args, **kwargs)
-            except NotImplementedError:
-                raise CheckFailed(f"{self.name} is not implemented yet: replace `raise NotImplementedError()` "
-                                  "with your code.") from None
+            except NotImplementedError as e:
+                raise CheckFailed(_not_implemented(self.name, e)) from None
             except CheckFailed:
                 raise
             except Exception as e:  # the student's own error, reported in one line
@@ -150,9 +174,9 @@ class Student:
             except Exception:  # a mistake that cannot be built for these shapes
                 continue
             if wrong is not None and wrong.shape == got.shape and torch.allclose(got, wrong, **tol):
-                self.fail(f"wrong {what}: it looks like {description}.")
+                self.fail(f"wrong values for {what}: it looks like {description}.")
         err = (got - want).abs().max().item()
-        self.fail(f"wrong {what}: they differ from the expected values by up to {err:.3g} (allowed: "
+        self.fail(f"wrong values for {what}: they differ from the expected ones by up to {err:.3g} (allowed: "
                   f"rtol={tol['rtol']:g}, atol={tol['atol']:g}).")
 
     def expect_gradients(self, args: Sequence, reference: Callable, output: Callable = lambda r: r, seed: int = 0):

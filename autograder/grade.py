@@ -1,0 +1,209 @@
+"""`grade`: what an instructor runs on a class, SUBMISSIONS/<student>/<lesson>.ipynb.
+
+Every notebook is graded by the real `nbgrader autograde` into nbgrader's SQLite gradebook in OUT,
+which stays a normal nbgrader course folder (source/, submitted/, autograded/, feedback/,
+gradebook.db). The HTML feedback comes from `nbgrader generate_feedback` with the hidden tests removed.
+OUT/grades.csv has one row per submitted file, with a status that says why when it was not graded.
+One broken submission never stops the class.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import multiprocessing
+import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import notebooks, paths
+from .nbgrader_course import course_api
+
+CSV_COLUMNS = ["student", "lesson", "score", "max_score", "status"]
+STATE_FILE = ".grading-state.json"
+
+
+@dataclass
+class Row:
+    student: str
+    lesson: str
+    score: float | None
+    max_score: float | None
+    status: str          # ok, invalid-notebook, unknown-lesson, timeout, kernel-died, autograde-failed
+
+
+@dataclass
+class Job:
+    student: str
+    lesson: str
+    digest: str
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def prepare_lessons(out: Path, lessons: set[str]) -> None:
+    """Copy each lesson's source notebook into the course and register it with generate_assignment."""
+    api = course_api(out)
+    for lesson in sorted(lessons):
+        dest = out / "source" / lesson / f"{lesson}.ipynb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(paths.solution_path(lesson), dest)
+        result = api.generate_assignment(lesson)
+        if not result["success"]:
+            raise RuntimeError(f"nbgrader generate_assignment failed for {lesson}:\n{result.get('log', '')}")
+
+
+def _failure_status(log: str) -> str:
+    if "DeadKernelError" in log or "Kernel died" in log or "kernel died" in log:
+        return "kernel-died"
+    if "CellTimeoutError" in log or "TimeoutError" in log:
+        return "timeout"
+    return "autograde-failed"
+
+
+def autograde_one(out: Path, student: str, lesson: str) -> str:
+    """Run nbgrader autograde and generate_feedback for one notebook; returns its status."""
+    api = course_api(out)
+    result = api.autograde(lesson, student, force=True)
+    if not result["success"]:
+        # Never leave an older grade standing for a regrade that failed.
+        from nbgrader.api import Gradebook, MissingEntry
+        with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+            try:
+                gb.remove_submission(lesson, student)
+            except MissingEntry:
+                pass
+        return _failure_status(result.get("log", "") + result.get("error", ""))
+    api.generate_feedback(lesson, student)
+    graded = notebooks.read(out / "autograded" / student / lesson / f"{lesson}.ipynb")
+    timed_out = any(o.get("ename") == "CellTimeoutError" for c in graded.cells for o in c.get("outputs", []))
+    return "timeout" if timed_out else "ok"
+
+
+def autograded_scores(out: Path, student: str, lesson: str) -> tuple[float, float]:
+    """(score, max_score) of the autograded test cells, read back from the gradebook."""
+    from nbgrader.api import Gradebook
+    api = course_api(out)
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        nb = gb.find_submission_notebook(lesson, lesson, student)
+        tests = [g for g in nb.grades if g.cell_type == "code"]      # the written answers are markdown
+        return sum(g.score for g in tests), sum(g.max_score for g in tests)
+
+
+def collect(submissions: Path, out: Path) -> tuple[list[Row], list[Job]]:
+    """Sort every submitted file into a row that needs no grading (with its status) or a job."""
+    known = set(paths.lesson_names())
+    rows, jobs = [], []
+    for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
+        student = student_dir.name
+        for path in sorted(student_dir.glob("*.ipynb")):
+            lesson = path.stem
+            if lesson not in known:
+                rows.append(Row(student, lesson, None, None, "unknown-lesson"))
+                continue
+            try:
+                notebooks.read(path)
+            except notebooks.NotebookError:
+                rows.append(Row(student, lesson, 0.0, None, "invalid-notebook"))
+                continue
+            dest = out / "submitted" / student / lesson / f"{lesson}.ipynb"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, dest)
+            jobs.append(Job(student, lesson, _digest(path)))
+    return rows, jobs
+
+
+def _run_job(out: Path, job: Job) -> tuple[Job, str]:
+    import warnings
+    warnings.simplefilter("ignore")     # nbgrader's SQLAlchemy warnings are not the instructor's business
+    try:
+        return job, autograde_one(out, job.student, job.lesson)
+    except Exception as e:  # a worker must report, never take the class down
+        return job, f"autograde-failed: {type(e).__name__}"
+
+
+def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False, progress: bool = True) -> list[Row]:
+    """Grade every notebook under `submissions` into the nbgrader course at `out`; returns the rows of grades.csv."""
+    submissions, out = Path(submissions).resolve(), Path(out).resolve()
+    if not submissions.is_dir():
+        raise FileNotFoundError(f"{submissions}: no such folder")
+    out.mkdir(parents=True, exist_ok=True)
+    rows, jobs = collect(submissions, out)
+    state_path = out / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.is_file() and not force else {}
+    todo = [j for j in jobs if state.get(f"{j.student}/{j.lesson}", {}).get("digest") != j.digest]
+    if todo:
+        prepare_lessons(out, {j.lesson for j in todo})
+    statuses = {key: value["status"] for key, value in state.items()}
+    _run_all(out, todo, workers, progress, statuses, state, state_path)
+    for job in jobs:
+        status = statuses[f"{job.student}/{job.lesson}"]
+        score, max_score = (0.0, None)
+        if status in ("ok", "timeout"):
+            score, max_score = autograded_scores(out, job.student, job.lesson)
+        rows.append(Row(job.student, job.lesson, score, max_score, status))
+    rows.sort(key=lambda r: (r.student, r.lesson))
+    write_csv(out / "grades.csv", rows)
+    return rows
+
+
+def _run_all(out, todo, workers, progress, statuses, state, state_path):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress or not todo) as bar, \
+            ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        task = bar.add_task("grade", total=len(todo), rate="")
+        futures = [pool.submit(_run_job, out, job) for job in todo]
+        for done in as_completed(futures):
+            job, status = done.result()
+            key = f"{job.student}/{job.lesson}"
+            statuses[key] = status
+            state[key] = {"digest": job.digest, "status": status}
+            state_path.write_text(json.dumps(state, indent=1, sort_keys=True))
+            elapsed = bar.tasks[task].elapsed or 0
+            completed = bar.tasks[task].completed + 1
+            bar.update(task, advance=1, rate=f"{60 * completed / elapsed:.1f} nb/min" if elapsed else "")
+
+
+def write_csv(path: Path, rows: list[Row]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            d = asdict(row)
+            d["score"] = "" if d["score"] is None else f"{d['score']:g}"
+            d["max_score"] = "" if d["max_score"] is None else f"{d['max_score']:g}"
+            writer.writerow(d)
+
+
+def print_rows(rows: list[Row], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="grades", title_justify="left")
+    for col in CSV_COLUMNS:
+        table.add_column(col)
+    for r in rows:
+        colour = "green" if r.status == "ok" else "red"
+        table.add_row(r.student, r.lesson, "" if r.score is None else f"{r.score:g}",
+                      "" if r.max_score is None else f"{r.max_score:g}", f"[{colour}]{r.status}[/]")
+    console = Console()
+    console.print(table)
+    console.print(f"grades: {out / 'grades.csv'}")
+    console.print(f"gradebook: {out / 'gradebook.db'}")
+    console.print(f"feedback: {out / 'feedback'}/<student>/<lesson>/<lesson>.html")
+
+
+def main(*, submissions: str, out: str, workers: int = 1, force: bool = False) -> int:
+    try:
+        rows = grade(Path(submissions), Path(out), workers=workers, force=force)
+    except FileNotFoundError as e:
+        print(f"error: {e}")
+        return 2
+    print_rows(rows, Path(out).resolve())
+    return 0

@@ -1,0 +1,114 @@
+"""A small language with long-range memory: "The FBI ... is chasing a criminal on the run ."
+
+Every sentence of this little grammar reads
+
+    The <agent> <place>* is <verb> a <target> <prep> the <end> .
+
+where each <place> is a phrase such as "near the river" (0 to several of them), the <verb> is any of a
+few, the <target> is fixed by the <agent> (the FBI chases a criminal, the dog a cat, ...) and the
+<prep> and <end> are fixed by the <target> (a criminal is "on the run", a cat "up the tree", ...).
+
+So a language model that reads the sentence word by word must predict the <target> from the
+<agent>, several words back and across any number of place phrases: the longer the sentence, the
+longer it must remember. The lesson measures exactly that, the accuracy of predicting the <target>
+against the number of place phrases, for a plain SimpleRNN and for a SimpleRNN with self-attention.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+# agent -> target -> (prep, end): the facts of the little world. No two targets share an ending word.
+TARGET = {"FBI": "criminal", "police": "driver", "dog": "cat", "cat": "mouse", "teacher": "student",
+          "farmer": "goat"}
+ENDING = {"criminal": ("on", "run"), "driver": ("on", "road"), "cat": ("up", "tree"),
+          "mouse": ("in", "house"), "student": ("in", "hall"), "goat": ("up", "hill")}
+VERBS = ["chasing", "watching", "following", "calling"]        # any agent, any verb: no clue to the target
+PLACE_PREPS = ["near", "by", "behind", "beyond"]
+PLACES = ["river", "city", "park", "station", "bridge", "market", "harbor", "square"]
+
+AGENTS = list(TARGET)
+WORDS = (["The", "the", "a", "is", "."] + AGENTS + [t for t in ENDING if t not in TARGET] + VERBS
+         + sorted({p for p, _ in ENDING.values()}) + [e for _, e in ENDING.values()] + PLACE_PREPS + PLACES)
+WORDS = list(dict.fromkeys(WORDS))       # "cat" is an agent and a target: one word
+INDEX = {w: i for i, w in enumerate(WORDS)}
+VOCAB = len(WORDS)
+
+FBI_SENTENCE = "The FBI is chasing a criminal on the run ."
+
+
+def sentence(agent: str, verb: str, places: list[tuple[str, str]] = ()) -> str:
+    """The sentence of the grammar with this agent, verb and place phrases [(prep, place), ...]."""
+    target = TARGET[agent]
+    prep, end = ENDING[target]
+    middle = " ".join(f"{p} the {q}" for p, q in places)
+    return " ".join(["The", agent] + ([middle] if middle else []) + ["is", verb, "a", target, prep, "the", end, "."])
+
+
+def encode(text: str) -> torch.Tensor:
+    """Word indices of a sentence, shape (m,)."""
+    return torch.tensor([INDEX[w] for w in text.split()])
+
+
+def decode(tokens) -> list[str]:
+    return [WORDS[int(t)] for t in tokens]
+
+
+def target_position(n_places: int) -> int:
+    """Index of the word "a" in a sentence with n_places place phrases: the model's output there
+    predicts the <target>."""
+    return 2 + 3 * n_places + 2
+
+
+def batch(batch_size: int, n_places: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`batch_size` random sentences with `n_places` place phrases each: word indices (B, m),
+    m = 10 + 3 * n_places."""
+    def pick(options):
+        return options[int(torch.randint(len(options), (1,), generator=generator))]
+
+    rows = [encode(sentence(pick(AGENTS), pick(VERBS), [(pick(PLACE_PREPS), pick(PLACES)) for _ in range(n_places)]))
+            for _ in range(batch_size)]
+    return torch.stack(rows)
+
+
+def train(model: nn.Module, *, steps: int = 400, places=(0, 6), batch_size: int = 32, lr: float = 1e-2,
+          seed: int = 0, desc: str = "training") -> list[float]:
+    """Train a language model `model(tokens (B, m)) -> logits (B, m, VOCAB)` to predict each next word.
+
+    Each step draws a number of place phrases uniformly from `places` (inclusive). Adam with a linear
+    decay of the learning rate. Returns the loss of every step.
+    """
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
+    losses = []
+    model.train()
+    for _ in (bar := tqdm(range(steps), desc=desc, mininterval=1.0)):
+        n = int(torch.randint(places[0], places[1] + 1, (1,), generator=g))
+        tokens = batch(batch_size, n, g)
+        logits = model(tokens[:, :-1])                                  # (B, m-1, V)
+        loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def target_accuracy(model: nn.Module, places, *, n: int = 300, seed: int = 1234) -> dict[int, float]:
+    """How often the model's most likely word after "a" is the agent's target, on `n` fresh
+    sentences for each number of place phrases (the same test sentences for every model).
+    Guessing gives about 1/6."""
+    out = {}
+    for k in places:
+        tokens = batch(n, k, torch.Generator().manual_seed(seed + k))
+        i = target_position(k)
+        logits = model(tokens[:, :i + 1])                               # (n, i+1, V)
+        out[k] = (logits[:, i].argmax(-1) == tokens[:, i + 1]).float().mean().item()
+    return out

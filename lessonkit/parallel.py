@@ -1,0 +1,91 @@
+"""Timing a layer's forward and backward pass, to compare all-positions-at-once with one-after-another.
+
+Lesson 06 times its `self_attention` against a SimpleRNN with self-attention (lesson 05's layer),
+whose state h_i needs c_{i-1} and so cannot start before step i-1 is done.
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from typing import Callable
+
+import matplotlib.pyplot as plt
+import torch
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """Run the block with `n` intra-op threads (None: leave PyTorch's setting alone)."""
+    if n is None:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _sync(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1, device="cpu") -> float:
+    """Median wall-clock seconds of `fn()` over `repeats` runs, after `warmup` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def forward_backward(layer: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> Callable[[], None]:
+    """A closure that runs `layer(*inputs)`, sums its output and backpropagates: one training step's work."""
+    leaves = [x.detach().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else x
+              for x in inputs]
+
+    def step():
+        for x in leaves:
+            if isinstance(x, torch.Tensor):
+                x.grad = None
+        out = layer(*leaves)
+        out.sum().backward()
+    return step
+
+
+def time_layers(layers: dict[str, Callable[[int], Callable[[], None]]], sizes, *, repeats: int = 5,
+                n_threads: int | None = 1, device="cpu") -> dict[str, list[float]]:
+    """For each size m and each layer, the median seconds of `layers[name](m)()`.
+
+    `layers[name](m)` builds the inputs of length m and returns the closure to time (see `forward_backward`).
+    With `n_threads=1` both layers get one CPU core: the comparison then measures the algorithm, not how
+    many cores happen to be free.
+    """
+    out: dict[str, list[float]] = {name: [] for name in layers}
+    with threads(n_threads):
+        for m in sizes:
+            for name, make in layers.items():
+                out[name].append(median_time(make(m), repeats=repeats, device=device))
+    return out
+
+
+def plot_times(sizes, times: dict[str, list[float]], *, title: str = "Forward + backward time against length",
+               ax=None):
+    """One line per layer: seconds (y) against sequence length m (x), both on log axes."""
+    ax = ax or plt.subplots(figsize=(6, 3.8))[1]
+    for label, ts in times.items():
+        ax.plot(sizes, [1e3 * t for t in ts], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set(xlabel="sequence length m", ylabel="milliseconds (median)", title=title)
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3, which="both")
+    return ax

@@ -1,0 +1,279 @@
+"""Lesson 03, queries, keys and values: answers students write for project_qkv and qkv_attention."""
+from tests.mistakes.catalog import Answer
+
+L = "03_query_key_value"
+
+PROJECT = "project_qkv"
+ATTEND = "qkv_attention"
+
+
+def _attention(body: str) -> str:
+    return "def qkv_attention(Q, K, V, mask=None):\n" + body
+
+
+WRONG = [
+    # --- project_qkv ---------------------------------------------------------------------------------
+    Answer(L, PROJECT, "W_Q and W_K swapped", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    return s @ W_K.T, h @ W_Q.T, h @ W_V.T
+""", says="W_K and W_Q are swapped"),
+    Answer(L, PROJECT, "weights untransposed", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    return s @ W_Q, h @ W_K, h @ W_V
+""", says="untransposed"),
+    Answer(L, PROJECT, "V computed with W_K", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    return s @ W_Q.T, h @ W_K.T, h @ W_K.T
+""", says="V is computed with W_K"),
+    Answer(L, PROJECT, "returns (K, Q, V)", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    return h @ W_K.T, s @ W_Q.T, h @ W_V.T
+""", says="order (Q, K, V)"),
+    Answer(L, PROJECT, "queries from h, keys and values from s", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    return h @ W_Q.T, s @ W_K.T, s @ W_V.T
+""", says="the queries come from the decoder states"),
+    Answer(L, PROJECT, "queries detached", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    return (s @ W_Q.T).detach(), h @ W_K.T, h @ W_V.T
+""", says="no gradient"),
+
+    # --- qkv_attention -------------------------------------------------------------------------------
+    Answer(L, ATTEND, "softmax over the query axis t", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="over the query axis"),
+    Answer(L, ATTEND, "softmax over the batch", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=0)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="over the batch axis"),
+    Answer(L, ATTEND, "softmax over the whole (t, m) matrix", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    B, t, m = scores.shape
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores.reshape(B, t * m), dim=-1).reshape(B, t, m)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="whole (t, m) matrix"),
+    Answer(L, ATTEND, "scaled by 1/sqrt(d_k)", _attention("""
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="divided by sqrt(d_k)"),
+    Answer(L, ATTEND, "scaled by 1/sqrt(d_v)", _attention("""
+    scores = Q @ K.transpose(-2, -1) / V.shape[-1] ** 0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="scaled by d_v"),
+    Answer(L, ATTEND, "scaled by 1/d_k", _attention("""
+    scores = Q @ K.transpose(-2, -1) / K.shape[-1]
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="divided by d_k"),
+    Answer(L, ATTEND, "K^T Q orientation, weights (batch, m, t)", _attention("""
+    scores = K @ Q.transpose(-2, -1)                      # (B, m, t): the seed's K^T q for every q
+    if mask is not None:
+        scores = scores.masked_fill(~mask.transpose(-2, -1), torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=1)
+    if mask is not None:
+        weights = weights * mask.transpose(-2, -1)
+    return weights.transpose(-2, -1) @ V, weights
+"""), says="(batch, m, t)"),
+    Answer(L, ATTEND, "keys not transposed", _attention("""
+    weights = torch.softmax(Q @ K, dim=-1)
+    return weights @ V, weights
+"""), says="K.transpose(-2, -1)"),
+    Answer(L, ATTEND, "mask inverted", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * ~mask
+    return weights @ V, weights
+"""), says="True was treated as masked"),
+    Answer(L, ATTEND, "mask ignored", _attention("""
+    weights = torch.softmax(Q @ K.transpose(-2, -1), dim=-1)
+    return weights @ V, weights
+"""), says="the mask is ignored"),
+    Answer(L, ATTEND, "masked after the softmax without renormalizing", _attention("""
+    weights = torch.softmax(Q @ K.transpose(-2, -1), dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="without renormalizing"),
+    Answer(L, ATTEND, "-inf fill: all-masked rows give NaN", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ V, weights
+"""), says="all masked gives NaN"),
+    Answer(L, ATTEND, "additive log(mask), NaN replaced after the softmax (NaN gradients)", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores + torch.log(mask.to(scores.dtype))     # -inf where masked
+    weights = torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)
+    return weights @ V, weights
+"""), says="gradients contain NaN"),
+    Answer(L, ATTEND, "large negative fill without zeroing all-masked rows", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -1e9)
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ V, weights
+"""), says="all masked should give all zeros"),
+    Answer(L, ATTEND, "mask assumed (batch, m): not broadcast", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        mask = mask.unsqueeze(1)                               # (B, m) -> (B, 1, m)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="must broadcast"),
+    Answer(L, ATTEND, "boolean indexing needs a full-shape mask", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.clone()
+        scores[~mask] = torch.finfo(scores.dtype).min
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="must broadcast"),
+    Answer(L, ATTEND, "averages the keys instead of the values", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ K, weights
+"""), says="not the keys"),
+    Answer(L, ATTEND, "normalized without exp", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores * mask
+    weights = scores / scores.sum(-1, keepdim=True)
+    return weights @ V, weights
+"""), says="without exp"),
+    Answer(L, ATTEND, "exp without subtracting the maximum", _attention("""
+    e = torch.exp(Q @ K.transpose(-2, -1))
+    if mask is not None:
+        e = e * mask
+    weights = e / e.sum(-1, keepdim=True).clamp_min(1e-30)
+    return weights @ V, weights
+"""), says="large scores"),
+    Answer(L, ATTEND, "every row uses the first query", _attention("""
+    scores = (Q[:, :1] @ K.transpose(-2, -1)).expand(-1, Q.shape[1], -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="first query"),
+]
+
+CORRECT = [
+    # --- project_qkv ---------------------------------------------------------------------------------
+    Answer(L, PROJECT, "F.linear", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    return F.linear(s, W_Q), F.linear(h, W_K), F.linear(h, W_V)
+"""),
+    Answer(L, PROJECT, "einsum", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    Q = torch.einsum("btd,kd->btk", s, W_Q)
+    K = torch.einsum("bmd,kd->bmk", h, W_K)
+    V = torch.einsum("bmd,vd->bmv", h, W_V)
+    return Q, K, V
+"""),
+    Answer(L, PROJECT, "column vectors as in the seed", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    # W x for column vectors x, then back to rows.
+    Q = (W_Q @ s.transpose(1, 2)).transpose(1, 2)
+    K = (W_K @ h.transpose(1, 2)).transpose(1, 2)
+    V = (W_V @ h.transpose(1, 2)).transpose(1, 2)
+    return Q, K, V
+"""),
+
+    # --- qkv_attention -------------------------------------------------------------------------------
+    Answer(L, ATTEND, "einsum and torch.where", _attention("""
+    scores = torch.einsum("btk,bmk->btm", Q, K)
+    if mask is None:
+        weights = scores.softmax(-1)
+    else:
+        mask = mask.expand_as(scores) if mask.dim() == 3 else torch.broadcast_to(mask, scores.shape)
+        filled = torch.where(mask, scores, torch.full_like(scores, torch.finfo(scores.dtype).min))
+        weights = torch.where(mask, filled.softmax(-1), torch.zeros_like(scores))
+    return torch.einsum("btm,bmv->btv", weights, V), weights
+""")),
+    Answer(L, ATTEND, "manual stable softmax, float64 inside", _attention("""
+    scores = (Q.double() @ K.double().transpose(1, 2))
+    allowed = torch.ones_like(scores, dtype=torch.bool) if mask is None else torch.broadcast_to(mask, scores.shape)
+    scores = scores.masked_fill(~allowed, 0.0)
+    top = scores.masked_fill(~allowed, -math.inf).amax(-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    e = torch.exp(scores - top) * allowed
+    total = e.sum(-1, keepdim=True)
+    weights = e / torch.where(total > 0, total, torch.ones_like(total))
+    C = weights @ V.double()
+    return C.to(Q.dtype), weights.to(Q.dtype)
+""")),
+    Answer(L, ATTEND, "explicit loops over the batch and the queries", _attention("""
+    B, t, _ = Q.shape
+    m = K.shape[1]
+    allowed = torch.ones(B, t, m, dtype=torch.bool, device=Q.device) if mask is None else torch.broadcast_to(mask, (B, t, m))
+    contexts, rows = [], []
+    for b in range(B):
+        for j in range(t):
+            scores = K[b] @ Q[b, j]                                # K^T q_j, (m,)
+            alpha = torch.softmax(scores.masked_fill(~allowed[b, j], torch.finfo(scores.dtype).min), 0)
+            alpha = alpha * allowed[b, j]
+            rows.append(alpha)
+            contexts.append(alpha @ V[b])
+    return torch.stack(contexts).reshape(B, t, -1), torch.stack(rows).reshape(B, t, m)
+""")),
+    Answer(L, ATTEND, "-inf fill, NaN replaced after the softmax (masked_fill keeps the gradients finite)", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)
+    return weights @ V, weights
+""")),
+    Answer(L, ATTEND, "additive -1e9 mask, zeros put back afterwards", _attention("""
+    scores = Q @ K.mT
+    if mask is not None:
+        scores = scores + (~mask) * -1e9
+    weights = F.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)
+    return torch.matmul(weights, V), weights
+""")),
+]

@@ -1,0 +1,215 @@
+"""Lesson 06, attention without an RNN: answers students write for `self_attention`.
+
+WRONG answers must lose the points of the function (and, where `says` is set, be named in the
+failure message); CORRECT answers, written in styles other than the reference's, must get full marks.
+The first WRONG answer is the one the slow tier puts in a real notebook, so it is one the checks name.
+
+WRONG_ON_GPU holds mistakes that are invisible on a CPU (a mask created without device=): the
+checks catch them only where CUDA is present, so they are tested only there.
+"""
+from textwrap import dedent
+
+from .catalog import Answer
+
+LESSON = "06_attention_without_rnn"
+
+
+def _answer(name: str, body: str, says: str = "", head: str = "") -> Answer:
+    """A whole answer cell: `def self_attention(...)` with `body` as its code."""
+    source = ("def self_attention(X, W_Q, W_K, W_V, causal=False):\n"
+              + "\n".join("    " + line if line else "" for line in dedent(body).strip().splitlines()))
+    return Answer(LESSON, "self_attention", name, (dedent(head).strip() + "\n\n" if head else "") + source + "\n", says)
+
+
+# The reference's steps, for wrong answers that change one of them.
+PROJECT = """
+B, m, d = X.shape
+d_k = W_Q.shape[0]
+Q, K, V = X @ W_Q.T, X @ W_K.T, X @ W_V.T
+"""
+MASK = """
+if causal:
+    future = torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1)
+    scores = scores.masked_fill(future, float("-inf"))
+"""
+SCALED = "scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)"
+SOFTMAX = """
+weights = torch.softmax(scores, dim=-1)
+return weights @ V, weights
+"""
+
+
+def _steps(*parts: str) -> str:
+    return "\n".join(dedent(p).strip() for p in parts)
+
+
+WRONG = [
+    _answer("no 1/sqrt(d_k)", _steps(PROJECT, "scores = Q @ K.transpose(-2, -1)", MASK, SOFTMAX),
+            says="not divided by sqrt(d_k)"),
+    _answer("scaled by sqrt(d), the model width", _steps(PROJECT, "scores = Q @ K.transpose(-2, -1) / math.sqrt(d)",
+                                                         MASK, SOFTMAX),
+            says="divided by sqrt(d), the model width"),
+    _answer("scaled by d_k instead of sqrt(d_k)", _steps(PROJECT, "scores = Q @ K.transpose(-2, -1) / d_k",
+                                                         MASK, SOFTMAX),
+            says="divided by d_k instead of sqrt(d_k)"),
+    _answer("scaled by sqrt(d_v)", _steps(PROJECT, "scores = Q @ K.transpose(-2, -1) / math.sqrt(V.shape[-1])",
+                                          MASK, SOFTMAX),
+            says="divided by sqrt(d_v)"),
+    _answer("softmax over the query axis", _steps(PROJECT, SCALED, MASK, """
+        weights = torch.softmax(scores, dim=1)
+        return weights @ V, weights
+        """), says="the query axis"),
+    _answer("softmax over the batch axis", _steps(PROJECT, SCALED, MASK, """
+        weights = torch.softmax(scores, dim=0)
+        return weights @ V, weights
+        """), says="batch axis"),
+    _answer("causal mask hides the diagonal (-inf: NaN first row)", _steps(PROJECT, SCALED, """
+        if causal:
+            allowed = torch.ones(m, m, dtype=torch.bool, device=X.device).tril(-1)
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        """, SOFTMAX), says="hides the diagonal"),
+    _answer("causal mask hides the diagonal (finite fill)", _steps(PROJECT, SCALED, """
+        if causal:
+            allowed = torch.ones(m, m, dtype=torch.bool, device=X.device).tril(-1)
+            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        """, SOFTMAX), says="hides the diagonal"),
+    _answer("causal mask transposed (the future allowed)", _steps(PROJECT, SCALED, """
+        if causal:
+            past = torch.ones(m, m, dtype=torch.bool, device=X.device).tril(-1)
+            scores = scores.masked_fill(past, float("-inf"))
+        """, SOFTMAX), says="the causal mask is transposed"),
+    _answer("causal ignored", _steps(PROJECT, SCALED, SOFTMAX), says="causal=True is ignored"),
+    _answer("causal mask off by one (i sees i+1)", _steps(PROJECT, SCALED, """
+        if causal:
+            future = torch.ones(m, m, dtype=torch.bool, device=X.device).triu(2)
+            scores = scores.masked_fill(future, float("-inf"))
+        """, SOFTMAX), says="off by one"),
+    _answer("MHA's mask convention read the other way (True = allowed, masked_fill(~mask))", _steps(PROJECT, SCALED, """
+        if causal:
+            mask = torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1)
+            scores = scores.masked_fill(~mask, float("-inf"))
+        """, SOFTMAX), says="mask is inverted"),
+    _answer("masked after the softmax without renormalizing", _steps(PROJECT, SCALED, """
+        weights = torch.softmax(scores, dim=-1)
+        if causal:
+            weights = weights * torch.ones(m, m, dtype=X.dtype, device=X.device).tril()
+        return weights @ V, weights
+        """), says="without renormalizing"),
+    _answer("W_Q and W_K swapped", _steps("""
+        B, m, d = X.shape
+        d_k = W_Q.shape[0]
+        Q, K, V = X @ W_K.T, X @ W_Q.T, X @ W_V.T
+        """, SCALED, MASK, SOFTMAX), says="W_Q and W_K are swapped"),
+    _answer("V = X (W_V ignored)", _steps(PROJECT, SCALED, MASK, """
+        weights = torch.softmax(scores, dim=-1)
+        return weights @ X, weights
+        """), says="W_V is ignored"),
+    _answer("weights transposed in the output", _steps(PROJECT, SCALED, MASK, """
+        weights = torch.softmax(scores, dim=-1)
+        return weights.transpose(-1, -2) @ V, weights
+        """), says="transposed weights"),
+    _answer("returned weights transposed", _steps(PROJECT, SCALED, MASK, """
+        weights = torch.softmax(scores, dim=-1)
+        return weights @ V, weights.transpose(-1, -2)
+        """), says="the weights are transposed"),
+    _answer("projections applied untransposed", _steps("""
+        B, m, d = X.shape
+        d_k = W_Q.shape[0]
+        Q, K, V = X @ W_Q, X @ W_K, X @ W_V
+        """, SCALED, MASK, SOFTMAX), says="raised RuntimeError"),
+    _answer("returns (weights, Y)", _steps(PROJECT, SCALED, MASK, """
+        weights = torch.softmax(scores, dim=-1)
+        return weights, weights @ V
+        """), says="return (Y, weights)"),
+    _answer("weights averaged over the batch: (m, m)", _steps(PROJECT, SCALED, MASK, """
+        weights = torch.softmax(scores, dim=-1)
+        return weights @ V, weights.mean(0)
+        """), says="should have shape"),
+    _answer("normalized without exp", _steps(PROJECT, SCALED, """
+        if causal:
+            scores = scores * torch.ones(m, m, dtype=X.dtype, device=X.device).tril()
+        weights = scores / scores.sum(-1, keepdim=True)
+        return weights @ V, weights
+        """), says="non-negative"),
+    _answer("exp without subtracting the row maximum", _steps(PROJECT, SCALED, """
+        e = torch.exp(scores)
+        if causal:
+            e = e * torch.ones(m, m, dtype=X.dtype, device=X.device).tril()
+        weights = e / e.sum(-1, keepdim=True)
+        return weights @ V, weights
+        """), says="Subtract the row maximum"),
+    _answer(".detach() inside", _steps(PROJECT, SCALED, MASK, """
+        weights = torch.softmax(scores, dim=-1).detach()
+        return weights @ V, weights
+        """), says="gradient"),
+    _answer("float32 forced with .float()", _steps("""
+        X, W_Q, W_K, W_V = X.float(), W_Q.float(), W_K.float(), W_V.float()
+        """, PROJECT, SCALED, MASK, SOFTMAX), says="keep the inputs' dtype"),
+    _answer("scores from the un-projected inputs (X X^T)", _steps(PROJECT, """
+        scores = X @ X.transpose(-2, -1) / math.sqrt(d_k)
+        """, MASK, SOFTMAX)),
+]
+
+CORRECT = [
+    _answer("einsum, finite fill value", """
+        d_k = W_Q.shape[0]
+        q = torch.einsum("bmd,kd->bmk", X, W_Q)
+        k = torch.einsum("bmd,kd->bmk", X, W_K)
+        v = torch.einsum("bmd,vd->bmv", X, W_V)
+        scores = torch.einsum("bik,bjk->bij", q, k) / d_k ** 0.5
+        if causal:
+            m = X.shape[1]
+            i = torch.arange(m, device=X.device)
+            scores = scores.masked_fill(i[None, :] > i[:, None], torch.finfo(X.dtype).min)
+        alpha = scores.softmax(-1)
+        return torch.einsum("bij,bjv->biv", alpha, v), alpha
+        """),
+    _answer("explicit loops over sequences and queries, manual softmax", """
+        B, m, _ = X.shape
+        d_k = W_Q.shape[0]
+        ys, ws = [], []
+        for b in range(B):
+            a = X[b]
+            q, k, v = a @ W_Q.T, a @ W_K.T, a @ W_V.T
+            rows_y, rows_w = [], []
+            for i in range(m):
+                n = i + 1 if causal else m                       # keys j < n may be attended
+                s = (k[:n] @ q[i]) / math.sqrt(d_k)              # (n,)
+                e = torch.exp(s - s.max())
+                alpha = e / e.sum()
+                rows_y.append(alpha @ v[:n])
+                rows_w.append(torch.cat([alpha, alpha.new_zeros(m - n)]))
+            ys.append(torch.stack(rows_y))
+            ws.append(torch.stack(rows_w))
+        return torch.stack(ys), torch.stack(ws)
+        """),
+    _answer("float64 inside, additive -inf mask", """
+        dtype = X.dtype
+        X64, Wq, Wk, Wv = (t.double() for t in (X, W_Q, W_K, W_V))
+        Q, K, V = X64 @ Wq.T, X64 @ Wk.T, X64 @ Wv.T
+        scores = Q @ K.mT / math.sqrt(Q.shape[-1])
+        if causal:
+            m = X.shape[1]
+            scores = scores + torch.full((m, m), float("-inf"), dtype=scores.dtype, device=X.device).triu(1)
+        weights = torch.softmax(scores, dim=-1)
+        return (weights @ V).to(dtype), weights.to(dtype)
+        """),
+    _answer("scaled queries, F.softmax, torch.tril mask", """
+        Q = (X @ W_Q.T) / math.sqrt(W_Q.shape[0])
+        K, V = X @ W_K.T, X @ W_V.T
+        scores = torch.matmul(Q, K.transpose(1, 2))
+        if causal:
+            keep = torch.tril(torch.ones_like(scores[0])).bool()
+            scores = torch.where(keep, scores, torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device))
+        weights = F.softmax(scores, dim=2)
+        return torch.bmm(weights, V), weights
+        """),
+]
+
+WRONG_ON_GPU = [
+    _answer("causal mask created without device=", _steps(PROJECT, SCALED, """
+        if causal:
+            future = torch.ones(m, m, dtype=torch.bool).triu(1)
+            scores = scores.masked_fill(future, float("-inf"))
+        """, SOFTMAX), says="raised RuntimeError"),
+]

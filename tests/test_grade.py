@@ -1,0 +1,78 @@
+"""`grade` end to end: a real class, the real nbgrader, a real SQLite gradebook, real feedback."""
+import csv
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from autograder import grade, nbgrader_course, paths, submissions
+
+pytestmark = pytest.mark.slow
+LESSON = "02_bahdanau_attention"
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("class")
+    students = {
+        "ada": submissions.answered(LESSON),
+        "ben": submissions.answered(LESSON, {fn: "" for fn in submissions.solution_sources(LESSON)}),
+        "cleo": submissions.answered(LESSON, {"written_heatmap": "Step j reads position m - j.", "dot_scores": "def dot_scores(h, s, W_K, W_Q):\n"
+                                                            "    return ((h @ W_K.T) @ (s @ W_Q.T)[..., None]).squeeze(-1) / W_K.shape[0] ** 0.5\n"}),
+    }
+    for student, nb in students.items():
+        (root / "submitted" / student).mkdir(parents=True)
+        nbformat.write(nb, root / "submitted" / student / f"{LESSON}.ipynb")
+    (root / "submitted" / "dev").mkdir()
+    (root / "submitted" / "dev" / f"{LESSON}.ipynb").write_text('{"cells": [}')
+    (root / "submitted" / "dev" / "07_transformers.ipynb").write_text("{}")
+    out = root / "out"
+    rows = grade.grade(root / "submitted", out, workers=2, progress=False)
+    return root, out, rows
+
+
+def test_every_submission_has_a_row_with_a_status(graded):
+    """Does every submitted file get a CSV row, with the broken and unknown ones labelled, not dropped?"""
+    _, out, _ = graded
+    with open(out / "grades.csv") as f:
+        rows = {(r["student"], r["lesson"]): r for r in csv.DictReader(f)}
+    assert list(next(iter(rows.values()))) == ["student", "lesson", "score", "max_score", "status"]
+    assert rows[("ada", LESSON)]["score"] == rows[("ada", LESSON)]["max_score"] == "14"
+    assert rows[("ben", LESSON)]["score"] == "0"
+    assert rows[("cleo", LESSON)]["score"] == "12"
+    assert rows[("dev", LESSON)]["status"] == "invalid-notebook"
+    assert rows[("dev", "07_transformers")]["status"] == "unknown-lesson"
+    assert {r["status"] for k, r in rows.items() if k[0] != "dev"} == {"ok"}
+
+
+def test_grades_are_in_nbgrader_gradebook(graded):
+    """Are the scores recorded in nbgrader's own SQLite gradebook, per test cell?"""
+    _, out, _ = graded
+    api = nbgrader_course.course_api(out)
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        ada = gb.find_submission_notebook(LESSON, LESSON, "ada")
+        cleo = gb.find_submission_notebook(LESSON, LESSON, "cleo")
+        assert ada.code_score == ada.max_code_score == 14
+        assert gb.find_grade("test_dot_scores", LESSON, LESSON, "cleo").score == 0
+        assert gb.find_grade("test_attention_decode", LESSON, LESSON, "cleo").score == 4
+        assert cleo.needs_manual_grade          # the written answer waits for the instructor
+        assert {s.id for s in gb.students} == {"ada", "ben", "cleo"}
+
+
+def test_feedback_is_written_without_hidden_tests(graded):
+    """Does each graded student get nbgrader's HTML feedback, with the failure message and no hidden test?"""
+    _, out, _ = graded
+    for student in ("ada", "ben", "cleo"):
+        html = (out / "feedback" / student / LESSON / f"{LESSON}.html").read_text()
+        assert "HIDDEN TESTS" not in html and ">check_dot_scores<" not in html
+    cleo = (out / "feedback" / "cleo" / LESSON / f"{LESSON}.html").read_text()
+    assert "sqrt(d_k)" in cleo
+
+
+def test_second_run_regrades_nothing(graded):
+    """Is a second `grade` over an unchanged class a no-op that gives the same rows?"""
+    root, out, rows = graded
+    before = (out / "gradebook.db").stat().st_mtime_ns
+    again = grade.grade(root / "submitted", out, workers=2, progress=False)
+    assert again == rows
+    assert (out / "gradebook.db").stat().st_mtime_ns == before
