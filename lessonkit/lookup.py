@@ -112,6 +112,7 @@ def plot_projections(W_K, W_V, *, axes=None):
         im = ax.imshow(W.detach().abs().cpu(), cmap="Greys", aspect="auto")
         ax.axvline(N_LETTERS + 0.5, color="tab:red", lw=1.5)
         ax.set_xticks([N_LETTERS / 2, N_LETTERS + 1 + (M - 1) / 2], ["letter features", "position features"])
+        ax.set_yticks(range(W.shape[0]))
         ax.set(ylabel="output feature", title=f"|{name}|")
         ax.figure.colorbar(im, ax=ax, fraction=0.04)
     return axes

@@ -62,14 +62,23 @@ def target_position(n_places: int) -> int:
 
 
 def batch(batch_size: int, n_places: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`batch_size` random sentences with `n_places` place phrases each: word indices (B, m),
-    m = 10 + 3 * n_places."""
-    def pick(options):
-        return options[int(torch.randint(len(options), (1,), generator=generator))]
-
-    rows = [encode(sentence(pick(AGENTS), pick(VERBS), [(pick(PLACE_PREPS), pick(PLACES)) for _ in range(n_places)]))
-            for _ in range(batch_size)]
-    return torch.stack(rows)
+    """`batch_size` random sentences with `n_places` place phrases each, as word indices (B, m),
+    m = 10 + 3 * n_places. Agents, verbs and places are drawn uniformly and independently."""
+    B, k = batch_size, n_places
+    agent = torch.randint(len(AGENTS), (B,), generator=generator)
+    verb = torch.randint(len(VERBS), (B,), generator=generator)
+    prep = torch.randint(len(PLACE_PREPS), (B, k), generator=generator)
+    place = torch.randint(len(PLACES), (B, k), generator=generator)
+    word = lambda w: torch.full((B, 1), INDEX[w])                        # noqa: E731
+    ids = lambda words, i: torch.tensor([INDEX[w] for w in words])[i]    # noqa: E731
+    targets = [TARGET[a] for a in AGENTS]
+    places = torch.stack([ids(PLACE_PREPS, prep), torch.full((B, k), INDEX["the"]), ids(PLACES, place)], -1)
+    return torch.cat([
+        word("The"), ids(AGENTS, agent)[:, None], places.reshape(B, 3 * k),          # The FBI near the river
+        word("is"), ids(VERBS, verb)[:, None], word("a"),                             # is chasing a
+        ids(targets, agent)[:, None], ids([ENDING[t][0] for t in targets], agent)[:, None],   # criminal on
+        word("the"), ids([ENDING[t][1] for t in targets], agent)[:, None], word("."),  # the run .
+    ], dim=1)
 
 
 def train(model: nn.Module, *, steps: int = 400, places=(0, 6), batch_size: int = 32, lr: float = 1e-2,

@@ -33,13 +33,19 @@ def _sync(device: torch.device | str) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1, device="cpu") -> float:
-    """Median wall-clock seconds of `fn()` over `repeats` runs, after `warmup` untimed runs."""
+def median_time(fn: Callable[[], object], *, repeats: int = 5, min_time: float = 0.2, max_repeats: int = 200,
+                warmup: int = 1, device="cpu") -> float:
+    """Median wall-clock seconds of `fn()`, after `warmup` untimed runs.
+
+    It runs `fn` at least `repeats` times, and more (up to `max_repeats`) until `min_time` seconds have
+    passed: a fast function gets many runs, so that a few slowed down by other programs do not move
+    the median.
+    """
     for _ in range(warmup):
         fn()
     _sync(device)
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_time and len(times) < max_repeats):
         start = time.perf_counter()
         fn()
         _sync(device)
@@ -62,18 +68,37 @@ def forward_backward(layer: Callable[..., torch.Tensor], *inputs: torch.Tensor) 
 
 
 def time_layers(layers: dict[str, Callable[[int], Callable[[], None]]], sizes, *, repeats: int = 5,
-                n_threads: int | None = 1, device="cpu") -> dict[str, list[float]]:
+                min_time: float = 0.2, max_repeats: int = 200, n_threads: int | None = 1,
+                device="cpu") -> dict[str, list[float]]:
     """For each size m and each layer, the median seconds of `layers[name](m)()`.
 
-    `layers[name](m)` builds the inputs of length m and returns the closure to time (see `forward_backward`).
-    With `n_threads=1` both layers get one CPU core: the comparison then measures the algorithm, not how
-    many cores happen to be free.
+    `layers[name](m)` builds the inputs of length m and returns the closure to time (see
+    `forward_backward`). The layers take turns, one run each per round, so a burst of load from other
+    programs slows them alike; each runs at least `repeats` times and until it has run `min_time`
+    seconds (at most `max_repeats` times). With `n_threads=1` both layers get one CPU core: the
+    comparison then measures the algorithm, not how many cores happen to be free.
     """
     out: dict[str, list[float]] = {name: [] for name in layers}
     with threads(n_threads):
         for m in sizes:
-            for name, make in layers.items():
-                out[name].append(median_time(make(m), repeats=repeats, device=device))
+            steps = {name: make(m) for name, make in layers.items()}
+            for step in steps.values():        # warm-up, untimed
+                step()
+            times: dict[str, list[float]] = {name: [] for name in steps}
+
+            def more(ts):
+                return len(ts) < repeats or (sum(ts) < min_time and len(ts) < max_repeats)
+
+            while any(more(ts) for ts in times.values()):
+                for name, step in steps.items():
+                    if more(times[name]):
+                        _sync(device)
+                        start = time.perf_counter()
+                        step()
+                        _sync(device)
+                        times[name].append(time.perf_counter() - start)
+            for name, ts in times.items():
+                out[name].append(statistics.median(ts))
     return out
 
 

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import demo
+
 LETTERS = "abcdefghij"
 VOCAB = len(LETTERS)
 START = VOCAB                     # the decoder's first input x'_1, a token of its own
@@ -33,6 +35,7 @@ def train(model: nn.Module, *, steps: int = 2000, lengths=(5, 30), batch_size: i
 
     Each step draws one length uniformly from `lengths` (inclusive). Returns the loss of every step.
     """
+    steps = demo.steps(steps)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
@@ -63,3 +66,27 @@ def accuracy_by_length(model: nn.Module, lengths, *, n: int = 256, seed: int = 1
         logits, _ = model(src, tgt_in)
         out[length] = (logits.argmax(-1) == tgt).float().mean().item()
     return out
+
+
+class PlainSeq2Seq(nn.Module):
+    """Seq2Seq without attention, on torch's nn.RNN: lesson 01's model, fast, for side-by-side plots.
+
+    The same sizes and the same SimpleRNN as the model lesson 01 builds from the student's functions:
+    an nn.RNN encoder (tanh) reads the embedded source; its final state h_m is the decoder's s_0; an
+    nn.RNN decoder reads the embedded target inputs (START, then the answer shifted right: teacher
+    forcing); a linear layer reads each s_j. Train it with `train` like the others.
+    """
+
+    def __init__(self, d_emb: int = 16, d_h: int = 64):
+        super().__init__()
+        self.embed_src = nn.Embedding(VOCAB, d_emb)
+        self.embed_tgt = nn.Embedding(VOCAB + 1, d_emb)              # + the START token
+        self.encoder = nn.RNN(d_emb, d_h, batch_first=True)
+        self.decoder = nn.RNN(d_emb, d_h, batch_first=True)
+        self.out = nn.Linear(d_h, VOCAB)
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor):
+        """src (B, m), tgt_in (B, t) -> (logits (B, t, VOCAB), None): no attention weights to return."""
+        _, h_m = self.encoder(self.embed_src(src))                   # (1, B, d_h): only the final state
+        ss, _ = self.decoder(self.embed_tgt(tgt_in), h_m)            # (B, t, d_h) the states s_1..s_t
+        return self.out(ss), None

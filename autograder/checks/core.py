@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import traceback
 import warnings
 from typing import Callable, Iterable, Sequence
 
@@ -61,10 +60,19 @@ def _shape_hint(message: str) -> str:
     return ""
 
 
+def raiser_name(error: BaseException) -> str:
+    """The function that raised `error`, as `Class.method` where it is one (the innermost frame)."""
+    tb = error.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_qualname
+
+
 def _not_implemented(name: str, error: NotImplementedError) -> str:
-    frames = traceback.extract_tb(error.__traceback__)
-    stub = frames[-1].name if frames else name
-    if stub in (name, "<module>", "<lambda>"):
+    stub = raiser_name(error) or name
+    if stub in (name, "<module>", "<lambda>") or stub.startswith(f"{name}."):
         return f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code."
     return f"{name} calls {stub}, which is not implemented yet: implement {stub} first."
 

@@ -1,0 +1,172 @@
+"""The measurements behind BENCHMARKS.md: `make benchmark` (or `python benchmarks/run.py [PART ...]`).
+
+Parts:
+  notebooks  every solution notebook top to bottom in a real kernel, full training: wall time and the
+             lesson's own figures (accuracies, slopes, ...), read back from the kernel;
+  seeds      lessons 01 and 02 re-run with model seeds 1 and 2 (the lessons train with seed 0);
+  check      `python -m autograder check --hidden` on the solution and on the untouched lesson;
+  grade      `python -m autograder grade` on the demo class against plain `nbgrader autograde`.
+Results are printed and written to benchmarks/results.json; BENCHMARKS.md quotes them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from autograder import paths  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results.json"
+
+# What each lesson exposes as its figures: a Python expression evaluated in the kernel after the run.
+FIGURES = {
+    "01_seq2seq_shortcomings": "FIGURES",
+    "02_bahdanau_attention": "FIGURES",
+    "03_query_key_value": "FIGURES",
+    "04_time_complexity": "FIGURES",
+    "05_self_attention_rnn": "FIGURES",
+    "06_attention_without_rnn": "FIGURES",
+}
+SEED_LINE = "torch.manual_seed(0)"
+
+
+def run_notebook(nb, cwd: Path, figures_expr: str | None) -> tuple[float, object]:
+    """Execute `nb`; returns (wall seconds including kernel start, the figures as JSON-able data)."""
+    if figures_expr:
+        nb.cells.append(nbformat.v4.new_code_cell(
+            f"import json as _json\nprint('FIGURES=' + _json.dumps(globals().get('{figures_expr}')))"))
+    env_before = dict(os.environ)
+    os.environ.pop("NBGRADER_EXECUTION", None)
+    os.environ.pop("LESSONKIT_QUICK", None)
+    try:
+        start = time.perf_counter()
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+        seconds = time.perf_counter() - start
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    figures = None
+    if figures_expr:
+        for out in nb.cells[-1].outputs:
+            if out.get("name") == "stdout" and "FIGURES=" in out.text:
+                figures = json.loads(out.text.split("FIGURES=", 1)[1])
+    return seconds, figures
+
+
+def bench_notebooks() -> dict:
+    results = {}
+    for lesson in paths.lesson_names():
+        with tempfile.TemporaryDirectory() as tmp:
+            seconds, figures = run_notebook(nbformat.read(paths.solution_path(lesson), as_version=4), Path(tmp),
+                                            FIGURES.get(lesson))
+        results[lesson] = {"seconds": round(seconds, 1), "figures": figures}
+        print(f"{lesson}: {seconds:.1f} s  {json.dumps(figures)}", flush=True)
+    return results
+
+
+def bench_seeds(seeds=(1, 2)) -> dict:
+    results = {}
+    for lesson in ("01_seq2seq_shortcomings", "02_bahdanau_attention"):
+        if lesson not in paths.lesson_names():
+            continue
+        for seed in seeds:
+            nb = nbformat.read(paths.solution_path(lesson), as_version=4)
+            edited = [c for c in nb.cells if c.cell_type == "code" and SEED_LINE in c.source and "train" in c.source]
+            for cell in edited:
+                cell.source = cell.source.replace(SEED_LINE, f"torch.manual_seed({seed})")
+            with tempfile.TemporaryDirectory() as tmp:
+                seconds, figures = run_notebook(nb, Path(tmp), FIGURES[lesson])
+            results[f"{lesson}/seed{seed}"] = {"seconds": round(seconds, 1), "figures": figures}
+            print(f"{lesson} seed {seed}: {seconds:.1f} s  {json.dumps(figures)}", flush=True)
+    return results
+
+
+def _timed(cmd: list[str], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=REPO, capture_output=True, check=False)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench_check(repeats: int = 5) -> dict:
+    results = {}
+    py = sys.executable
+    for label, path in [("solution --hidden", paths.solution_path("02_bahdanau_attention")),
+                        ("untouched lesson --hidden", paths.lesson_path("02_bahdanau_attention"))]:
+        times = _timed([py, "-m", "autograder", "check", str(path), "--hidden", "--json"], repeats)
+        results[label] = {"median_s": round(statistics.median(times), 2), "runs": [round(t, 2) for t in times]}
+        print(f"check {label}: median {statistics.median(times):.2f} s of {repeats}", flush=True)
+    floor = _timed([py, "-c", "import torch"], repeats)
+    results["python -c 'import torch'"] = {"median_s": round(statistics.median(floor), 2)}
+    return results
+
+
+def bench_grade(repeats: int = 3) -> dict:
+    """The demo class graded by `grade` (2 workers) and by plain `nbgrader autograde` over the assignment."""
+    from autograder import demo, grade, nbgrader_course
+
+    results = {"ours": [], "plain_nbgrader": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        class_dir = demo.build_class(Path(tmp, "class"))
+        gradable = [p for p in class_dir.glob("*/*.ipynb") if p.parent.name != "dev"]
+        for _ in range(repeats):
+            out = Path(tmp, "ours")
+            shutil.rmtree(out, ignore_errors=True)
+            start = time.perf_counter()
+            grade.grade(class_dir, out, workers=2, force=True, progress=False)
+            results["ours"].append(time.perf_counter() - start)
+
+            course = Path(tmp, "plain")
+            shutil.rmtree(course, ignore_errors=True)
+            grade.prepare_lessons(course, {p.stem for p in gradable})
+            for p in gradable:
+                dest = course / "submitted" / p.parent.name / p.stem / p.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(p, dest)
+            config = course / "nbgrader_config.py"
+            config.write_text(f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
+                              f"c.CourseDirectory.course_id = {nbgrader_course.COURSE_ID!r}\n")
+            start = time.perf_counter()
+            for lesson in sorted({p.stem for p in gradable}):
+                subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "autograde", lesson, "--force"],
+                               cwd=course, capture_output=True, check=False)
+            results["plain_nbgrader"].append(time.perf_counter() - start)
+        n = len(gradable)
+    summary = {k: {"median_s": round(statistics.median(v), 1), "per_notebook_s": round(statistics.median(v) / n, 2),
+                   "runs": [round(x, 1) for x in v]} for k, v in results.items()}
+    summary["notebooks"] = n
+    summary["ratio_ours_over_plain"] = round(summary["ours"]["median_s"] / summary["plain_nbgrader"]["median_s"], 2)
+    print(json.dumps(summary, indent=1), flush=True)
+    return summary
+
+
+PARTS = {"notebooks": bench_notebooks, "seeds": bench_seeds, "check": bench_check, "grade": bench_grade}
+
+
+def main(argv: list[str]) -> int:
+    parts = argv or list(PARTS)
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    for part in parts:
+        results[part] = PARTS[part]()
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

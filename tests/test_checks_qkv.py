@@ -1,0 +1,216 @@
+"""Lesson 03, queries, keys and values: the reference against PyTorch's own functions, and the checks
+against the reference and a few wrong answers (called directly, no kernel)."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autograder import reference
+from autograder.checks import qkv as checks
+from autograder.checks.core import CheckFailed
+
+LESSON = "03_query_key_value"
+SIZES = [(2, 3, 5, 6, 8), (1, 4, 7, 3, 5), (3, 6, 4, 5, 2)]     # B, t, m, d_k, d_v: all distinct per case
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return reference.load(LESSON)
+
+
+def _qkv(B, t, m, d_k, d_v, *, seed=0, dtype=torch.float64, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(B, n, d, generator=g, dtype=dtype).to(device) for n, d in [(t, d_k), (m, d_k), (m, d_v)]]
+
+
+def _masks(B, t, m, seed=0):
+    """A padding mask (B, 1, m), a shared (t, m) mask and a full (B, t, m) mask; every row keeps a key."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, m + 1, (B,), generator=g)
+    full = torch.rand(B, t, m, generator=g) > 0.5
+    full[..., 0] = True
+    return [(torch.arange(m) < lengths[:, None])[:, None, :], torch.ones(t, m, dtype=torch.bool).tril(m - t), full]
+
+
+# --- the reference against PyTorch ----------------------------------------------------------------
+
+@pytest.mark.parametrize("sizes", SIZES)
+def test_reference_matches_sdpa_without_mask(ref, device, sizes):
+    """Does the reference qkv_attention give the context vectors of F.scaled_dot_product_attention(scale=1.0)?"""
+    Q, K, V = _qkv(*sizes, device=device)
+    C, _ = ref.qkv_attention(Q, K, V)
+    torch.testing.assert_close(C, F.scaled_dot_product_attention(Q, K, V, scale=1.0))
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+def test_reference_matches_sdpa_with_masks(ref, device, sizes):
+    """With a padding (B, 1, m), a shared (t, m) and a full (B, t, m) boolean mask, does the reference agree
+    with PyTorch, whose boolean attn_mask also means True = may attend?"""
+    Q, K, V = _qkv(*sizes, seed=1, device=device)
+    B, t, m = sizes[:3]
+    for mask in _masks(B, t, m):
+        mask = mask.to(device)
+        C, _ = ref.qkv_attention(Q, K, V, mask)
+        torch.testing.assert_close(C, F.scaled_dot_product_attention(Q, K, V, attn_mask=mask, scale=1.0))
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+def test_reference_weights_match_sdpa(ref, sizes):
+    """Are the reference's weights PyTorch's too? With V = I (one value per key, d_v = m) the context
+    vectors are the weights themselves."""
+    Q, K, _ = _qkv(*sizes, seed=2)
+    B, t, m = sizes[:3]
+    eye = torch.eye(m, dtype=Q.dtype).expand(B, m, m)
+    for mask in [None] + _masks(B, t, m, seed=2):
+        _, weights = ref.qkv_attention(Q, K, eye, mask)
+        torch.testing.assert_close(weights, F.scaled_dot_product_attention(Q, K, eye, attn_mask=mask, scale=1.0))
+
+
+def test_reference_gradients_match_sdpa(ref):
+    """Do gradients through the reference equal those through PyTorch's attention, with a padding mask?"""
+    B, t, m, d_k, d_v = 2, 3, 5, 6, 8
+    mask = _masks(B, t, m, seed=3)[0]
+    grads = []
+    for attend in (lambda Q, K, V: ref.qkv_attention(Q, K, V, mask)[0],
+                   lambda Q, K, V: F.scaled_dot_product_attention(Q, K, V, attn_mask=mask, scale=1.0)):
+        leaves = [x.requires_grad_() for x in _qkv(B, t, m, d_k, d_v, seed=3)]
+        (attend(*leaves) * torch.linspace(-1, 1, d_v, dtype=torch.float64)).sum().backward()
+        grads.append([x.grad for x in leaves])
+    for mine, theirs in zip(*grads):
+        torch.testing.assert_close(mine, theirs)
+
+
+def test_reference_all_masked_row_gives_zeros_and_finite_gradients(ref):
+    """Does a row with nothing to attend to give zero weights and a zero context, and finite gradients?"""
+    Q, K, V = (x.requires_grad_() for x in _qkv(2, 3, 5, 6, 8, seed=4))
+    mask = torch.ones(2, 3, 5, dtype=torch.bool)
+    mask[1, 2] = False
+    C, weights = ref.qkv_attention(Q, K, V, mask)
+    assert torch.equal(weights[1, 2], torch.zeros(5, dtype=weights.dtype))
+    assert torch.equal(C[1, 2], torch.zeros(8, dtype=C.dtype))
+    (C.sum() + weights.sum()).backward()
+    assert all(torch.isfinite(x.grad).all() for x in (Q, K, V))
+
+
+def test_reference_projections_match_linear_layers(ref):
+    """Are the reference's Q, K, V what bias-free torch.nn.Linear layers holding W_Q, W_K, W_V compute?"""
+    g = torch.Generator().manual_seed(5)
+    B, t, m, d_h, d_s, d_k, d_v = 2, 3, 5, 4, 7, 6, 8
+    h, s = torch.randn(B, m, d_h, generator=g), torch.randn(B, t, d_s, generator=g)
+    layers = [torch.nn.Linear(d_in, d_out, bias=False) for d_in, d_out in [(d_s, d_k), (d_h, d_k), (d_h, d_v)]]
+    Q, K, V = ref.project_qkv(h, s, *(layer.weight for layer in layers))
+    for got, layer, x in zip((Q, K, V), layers, (s, h, h)):
+        torch.testing.assert_close(got, layer(x))
+
+
+def test_reference_with_identity_values_reproduces_lesson_02_option_2(ref):
+    """With W_V = I, does qkv_attention give, for every decoder state at once, the context vectors that
+    lesson 02's reference computes one state at a time with option 2 (dot_scores, attention_weights,
+    context_vector)?"""
+    l02 = reference.load("02_bahdanau_attention")
+    g = torch.Generator().manual_seed(6)
+    B, t, m, d_h, d_s, d_k = 2, 3, 5, 4, 7, 6
+    h, s = torch.randn(B, m, d_h, generator=g, dtype=torch.float64), torch.randn(B, t, d_s, generator=g, dtype=torch.float64)
+    W_Q, W_K = torch.randn(d_k, d_s, generator=g, dtype=torch.float64), torch.randn(d_k, d_h, generator=g, dtype=torch.float64)
+    C, weights = ref.qkv_attention(*ref.project_qkv(h, s, W_Q, W_K, torch.eye(d_h, dtype=torch.float64)))
+    for j in range(t):
+        alpha = l02.attention_weights(l02.dot_scores(h, s[:, j], W_K, W_Q))
+        torch.testing.assert_close(weights[:, j], alpha)
+        torch.testing.assert_close(C[:, j], l02.context_vector(alpha, h))
+
+
+# --- the checks against the reference and wrong answers ---------------------------------------------
+
+def test_checks_pass_the_reference(ref, device):
+    """Do the visible and hidden checks of both functions pass the reference solution?"""
+    for name in ("project_qkv", "qkv_attention"):
+        getattr(checks, f"quick_check_{name}")(getattr(ref, name))
+        getattr(checks, f"check_{name}")(getattr(ref, name), device=device)
+
+
+def _softmax_over(dim):
+    def qkv_attention(Q, K, V, mask=None):
+        scores = Q @ K.transpose(-2, -1)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=dim) * (mask if mask is not None else 1)
+        return weights @ V, weights
+    return qkv_attention
+
+
+def _scaled(Q, K, V, mask=None):
+    scores = Q @ K.transpose(-2, -1) / Q.shape[-1] ** 0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, -1) * (mask if mask is not None else 1)
+    return weights @ V, weights
+
+
+def _masked_late(Q, K, V, mask=None):
+    weights = torch.softmax(Q @ K.transpose(-2, -1), -1)
+    weights = weights * mask if mask is not None else weights
+    return weights @ V, weights
+
+
+def _minus_inf(Q, K, V, mask=None):
+    scores = Q @ K.transpose(-2, -1)
+    weights = torch.softmax(scores if mask is None else scores.masked_fill(~mask, float("-inf")), -1)
+    return weights @ V, weights
+
+
+def _no_broadcast(Q, K, V, mask=None):
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.clone()
+        scores[~mask] = torch.finfo(scores.dtype).min
+    weights = torch.softmax(scores, -1) * (mask if mask is not None else 1)
+    return weights @ V, weights
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (_softmax_over(1), "query axis"),
+    (_softmax_over(0), "batch axis"),
+    (_scaled, "sqrt(d_k)"),
+    (_masked_late, "without renormalizing"),
+    (_minus_inf, "all masked gives NaN"),
+    (_no_broadcast, "must broadcast"),
+], ids=["softmax over t", "softmax over batch", "scaled", "masked late", "-inf NaN", "no broadcast"])
+@pytest.mark.parametrize("level", ["visible", "hidden"])
+def test_checks_name_wrong_attention(wrong, says, level):
+    """Does each check fail a wrong qkv_attention, and say what the student probably did?"""
+    check = checks.quick_check_qkv_attention if level == "visible" else checks.check_qkv_attention
+    with pytest.raises(CheckFailed, match=None) as failure:
+        check(wrong)
+    assert says in str(failure.value)
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (lambda h, s, W_Q, W_K, W_V: (s @ W_K.T, h @ W_Q.T, h @ W_V.T), "swapped"),
+    (lambda h, s, W_Q, W_K, W_V: (s @ W_Q, h @ W_K, h @ W_V), "untransposed"),
+    (lambda h, s, W_Q, W_K, W_V: (s @ W_Q.T, h @ W_K.T, h @ W_K.T), "V is computed with W_K"),
+], ids=["swapped", "untransposed", "V from W_K"])
+@pytest.mark.parametrize("level", ["visible", "hidden"])
+def test_checks_name_wrong_projections(wrong, says, level):
+    """Does each check fail a wrong project_qkv, and name the mistake?"""
+    check = checks.quick_check_project_qkv if level == "visible" else checks.check_project_qkv
+    with pytest.raises(CheckFailed) as failure:
+        check(wrong)
+    assert says in str(failure.value)
+
+
+def test_checks_report_a_stub():
+    """Does a stub get a clear 'not implemented yet' message rather than a traceback?"""
+    def project_qkv(h, s, W_Q, W_K, W_V):
+        raise NotImplementedError()
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        checks.quick_check_project_qkv(project_qkv)
+
+
+def test_checks_catch_inputs_modified_in_place(ref):
+    """Does an answer that scales Q in place lose its points?"""
+    def qkv_attention(Q, K, V, mask=None):
+        Q.mul_(1.0 + 1e-3)
+        return ref.qkv_attention(Q, K, V, mask)
+    with pytest.raises(CheckFailed, match="modified in place"):
+        checks.check_qkv_attention(qkv_attention)

@@ -1,0 +1,163 @@
+"""Lesson 06, attention without an RNN: the reference against PyTorch's own attention, and the checks
+against the reference and a few wrong answers (called directly: no kernel)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autograder import reference
+from autograder.checks import transformer_attention as checks
+from autograder.checks.core import CheckFailed
+from lessonkit import parallel
+
+LESSON = checks.LESSON
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return reference.load(LESSON)
+
+
+def _inputs(B, m, d, d_k, d_v, *, dtype=torch.float64, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(B, m, d, generator=g, dtype=dtype).to(device)
+    Ws = [(torch.randn(n, d, generator=g, dtype=dtype) / math.sqrt(d)).to(device) for n in (d_k, d_k, d_v)]
+    return X, *Ws
+
+
+# --- the reference against oracles nobody here wrote ------------------------------------------------
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_reference_matches_multihead_attention(ref, device, causal):
+    """With one head, no bias, the same in_proj weights and out_proj the identity, does the reference give
+    nn.MultiheadAttention's outputs and per-head weights (its bool attn_mask: True = NOT allowed)?"""
+    B, m, d = 3, 7, 8
+    X, W_Q, W_K, W_V = _inputs(B, m, d, d, d, device=device)
+    mha = nn.MultiheadAttention(d, num_heads=1, bias=False, batch_first=True, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.cat([W_Q, W_K, W_V]))
+        mha.out_proj.weight.copy_(torch.eye(d, dtype=torch.float64))
+        future = torch.ones(m, m, dtype=torch.bool, device=device).triu(1)
+        Y_mha, w_mha = mha(X, X, X, need_weights=True, average_attn_weights=False,
+                           attn_mask=future if causal else None)
+    Y, w = ref.self_attention(X, W_Q, W_K, W_V, causal)
+    assert w_mha.shape == (B, 1, m, m)
+    torch.testing.assert_close(Y, Y_mha, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(w, w_mha[:, 0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_reference_matches_scaled_dot_product_attention(ref, device, causal, dtype):
+    """With d, d_k and d_v all different, does the reference give F.scaled_dot_product_attention's output
+    (whose default scale is 1/sqrt(d_k), the last size of Q), values and gradients?"""
+    B, m, d, d_k, d_v = 2, 6, 5, 3, 4
+    inputs = [t.requires_grad_() for t in _inputs(B, m, d, d_k, d_v, dtype=dtype, device=device, seed=1)]
+    X, W_Q, W_K, W_V = inputs
+    Y, _ = ref.self_attention(X, W_Q, W_K, W_V, causal)
+    Y_sdpa = F.scaled_dot_product_attention(X @ W_Q.T, X @ W_K.T, X @ W_V.T, is_causal=causal)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(Y, Y_sdpa, **tol)
+    cotangent = torch.randn(Y.shape, generator=torch.Generator().manual_seed(2), dtype=dtype).to(device)
+    mine = torch.autograd.grad(Y, inputs, cotangent)
+    theirs = torch.autograd.grad(Y_sdpa, inputs, cotangent)
+    for a, b in zip(mine, theirs):
+        torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("m", [1, 2, 9])
+def test_reference_causal_weights_are_exact_zeros_above_the_diagonal(ref, m):
+    """With causal=True, are the reference's weights exactly 0 above the diagonal, positive on it, rows
+    summing to 1, and never NaN (even for m = 1, and for scores large enough to overflow exp)?"""
+    X, W_Q, W_K, W_V = _inputs(2, m, 4, 3, 5)
+    for scale in (1.0, 100.0):
+        Y, w = ref.self_attention(X * scale, W_Q, W_K, W_V, True)
+        assert torch.isfinite(Y).all() and torch.isfinite(w).all()
+        assert (w.triu(1) == 0).all()
+        assert (w.diagonal(dim1=-2, dim2=-1) > 0).all() or scale > 1
+        torch.testing.assert_close(w.sum(-1), torch.ones(2, m, dtype=w.dtype))
+    assert (ref.self_attention(X, W_Q, W_K, W_V, True)[1][:, 0, 0] == 1).all()
+
+
+def test_reference_does_not_mix_sequences(ref):
+    """Is each sequence of a batch attended on its own: the batch's result equals the sequences' one by one?"""
+    X, W_Q, W_K, W_V = _inputs(3, 5, 4, 6, 2)
+    for causal in (False, True):
+        Y, w = ref.self_attention(X, W_Q, W_K, W_V, causal)
+        for b in range(3):
+            Y_b, w_b = ref.self_attention(X[b:b + 1], W_Q, W_K, W_V, causal)
+            torch.testing.assert_close(Y[b:b + 1], Y_b)
+            torch.testing.assert_close(w[b:b + 1], w_b)
+
+
+# --- the checks against the reference and wrong answers ---------------------------------------------
+
+def test_checks_pass_the_reference(ref, device):
+    """Does the reference pass its own visible and hidden checks?"""
+    checks.quick_check_self_attention(ref.self_attention)
+    checks.check_self_attention(ref.self_attention, device=device)
+
+
+def test_visible_check_runs_without_the_solutions(ref, monkeypatch):
+    """Does the visible check work for a student who has the package but not solutions/?"""
+    def unavailable(lesson):
+        raise reference.ReferenceUnavailable("no solutions here")
+    monkeypatch.setattr(reference, "load", unavailable)
+    checks.quick_check_self_attention(ref.self_attention)
+
+
+def _variant(*, scale=lambda d, d_k: math.sqrt(d_k), softmax_dim=-1, keep=lambda m: torch.ones(m, m).tril(),
+             swap=False):
+    """The reference's computation with one step changed."""
+    def self_attention(X, W_Q, W_K, W_V, causal=False):
+        m, d, d_k = X.shape[1], X.shape[2], W_Q.shape[0]
+        Q, K = (X @ W_K.T, X @ W_Q.T) if swap else (X @ W_Q.T, X @ W_K.T)
+        scores = Q @ K.transpose(-2, -1) / scale(d, d_k)
+        if causal:
+            scores = scores.masked_fill(keep(m).to(X.device) == 0, float("-inf"))
+        w = torch.softmax(scores, dim=softmax_dim)
+        return w @ (X @ W_V.T), w
+    return self_attention
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (_variant(scale=lambda d, d_k: 1.0), "not divided by sqrt(d_k)"),
+    (_variant(scale=lambda d, d_k: math.sqrt(d)), "divided by sqrt(d), the model width"),
+    (_variant(scale=lambda d, d_k: d_k), "divided by d_k instead of sqrt(d_k)"),
+    (_variant(softmax_dim=-2), "query axis"),
+    (_variant(keep=lambda m: torch.ones(m, m).triu()), "the causal mask is transposed"),
+    (_variant(keep=lambda m: torch.ones(m, m).tril(-1)), "hides the diagonal"),
+    (_variant(keep=lambda m: torch.ones(m, m)), "causal=True is ignored"),
+    (_variant(swap=True), "W_Q and W_K are swapped"),
+], ids=["no scaling", "sqrt(d)", "d_k", "query axis", "mask transposed", "diagonal hidden", "causal ignored",
+        "W_Q W_K swapped"])
+def test_hidden_check_names_the_mistake(wrong, says):
+    """Does the hidden check fail these wrong answers, naming each mistake?"""
+    with pytest.raises(CheckFailed) as failure:
+        checks.check_self_attention(wrong, device="cpu")
+    assert says in str(failure.value)
+
+
+@pytest.mark.parametrize("wrong", [
+    _variant(scale=lambda d, d_k: 1.0), _variant(softmax_dim=0), _variant(keep=lambda m: torch.ones(m, m).triu()),
+    _variant(keep=lambda m: torch.ones(m, m)),
+], ids=["no scaling", "batch axis", "mask transposed", "causal ignored"])
+def test_visible_check_fails_wrong_answers(wrong):
+    """Does the visible check, too, fail the common mistakes?"""
+    with pytest.raises(CheckFailed):
+        checks.quick_check_self_attention(wrong)
+
+
+# --- the lesson's timing helpers --------------------------------------------------------------------
+
+def test_timing_restores_the_thread_count():
+    """Does time_layers give one positive time per size and layer, and leave PyTorch's thread count alone?"""
+    before = torch.get_num_threads()
+    layer = lambda m: parallel.forward_backward(lambda x: (x * x).sum(), torch.randn(m))
+    times = parallel.time_layers({"square": layer}, [4, 8], repeats=2, n_threads=1)
+    assert list(times) == ["square"] and len(times["square"]) == 2 and all(t > 0 for t in times["square"])
+    assert torch.get_num_threads() == before
