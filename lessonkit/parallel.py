@@ -69,7 +69,7 @@ def forward_backward(layer: Callable[..., torch.Tensor], *inputs: torch.Tensor) 
 
 def time_layers(layers: dict[str, Callable[[int], Callable[[], None]]], sizes, *, repeats: int = 5,
                 min_time: float = 0.2, max_repeats: int = 200, n_threads: int | None = 1,
-                device="cpu") -> dict[str, list[float]]:
+                device="cpu", clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """For each size m and each layer, the median seconds of `layers[name](m)()`.
 
     `layers[name](m)` builds the inputs of length m and returns the closure to time (see
@@ -77,6 +77,10 @@ def time_layers(layers: dict[str, Callable[[int], Callable[[], None]]], sizes, *
     programs slows them alike; each runs at least `repeats` times and until it has run `min_time`
     seconds (at most `max_repeats` times). With `n_threads=1` both layers get one CPU core: the
     comparison then measures the algorithm, not how many cores happen to be free.
+
+    `clock` is wall-clock time by default. On a CPU shared with other busy programs,
+    `clock=time.process_time` (CPU time: only the time this process ran) with `n_threads=1` measures
+    the work done without the waits for the other programs.
     """
     out: dict[str, list[float]] = {name: [] for name in layers}
     with threads(n_threads):
@@ -93,24 +97,24 @@ def time_layers(layers: dict[str, Callable[[int], Callable[[], None]]], sizes, *
                 for name, step in steps.items():
                     if more(times[name]):
                         _sync(device)
-                        start = time.perf_counter()
+                        start = clock()
                         step()
                         _sync(device)
-                        times[name].append(time.perf_counter() - start)
+                        times[name].append(clock() - start)
             for name, ts in times.items():
                 out[name].append(statistics.median(ts))
     return out
 
 
 def plot_times(sizes, times: dict[str, list[float]], *, title: str = "Forward + backward time against length",
-               ax=None):
+               ylabel: str = "milliseconds (median)", ax=None):
     """One line per layer: seconds (y) against sequence length m (x), both on log axes."""
     ax = ax or plt.subplots(figsize=(6, 3.8))[1]
     for label, ts in times.items():
         ax.plot(sizes, [1e3 * t for t in ts], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set(xlabel="sequence length m", ylabel="milliseconds (median)", title=title)
+    ax.set(xlabel="sequence length m", ylabel=ylabel, title=title)
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3, which="both")
     return ax

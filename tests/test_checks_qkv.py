@@ -180,7 +180,7 @@ def _no_broadcast(Q, K, V, mask=None):
 def test_checks_name_wrong_attention(wrong, says, level):
     """Does each check fail a wrong qkv_attention, and say what the student probably did?"""
     check = checks.quick_check_qkv_attention if level == "visible" else checks.check_qkv_attention
-    with pytest.raises(CheckFailed, match=None) as failure:
+    with pytest.raises(CheckFailed) as failure:
         check(wrong)
     assert says in str(failure.value)
 

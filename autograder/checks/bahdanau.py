@@ -87,7 +87,7 @@ def check_dot_scores(fn, *, device=None, seed=0):
     """Hidden: against the reference; a square case tells swapped or untransposed weights apart."""
     f, ref = Student(fn, "dot_scores"), _ref()
     for dev, dtype, g in _cases(device, seed):
-        for B, m, d_h, d_s, d_k in [(2, 5, 4, 3, 6), (1, 3, 6, 2, 5), (3, 4, 5, 5, 5)]:
+        for B, m, d_h, d_s, d_k in [(3, 4, 5, 5, 5), (2, 5, 4, 3, 6), (1, 3, 6, 2, 5)]:   # square first: names a swap
             h, s = randn(g, B, m, d_h, dtype=dtype, device=dev), randn(g, B, d_s, dtype=dtype, device=dev)
             W_K, W_Q = randn(g, d_k, d_h, dtype=dtype, device=dev), randn(g, d_k, d_s, dtype=dtype, device=dev)
             got = f.expect_tensor(f(h, s, W_K, W_Q), "the scores", shape=(B, m), like=h)
@@ -95,7 +95,7 @@ def check_dot_scores(fn, *, device=None, seed=0):
             f.expect_close(got, want, "the scores", mistakes=[
                 ("W_K and W_Q are swapped: keys come from h with W_K, the query from s with W_Q",
                  lambda: ref.dot_scores(h, s, W_Q, W_K)),
-                ("the weights are applied untransposed: W_K h_i is h @ W_K.T",
+                ("a transpose is missing: the weights are applied untransposed; W_K h_i is h @ W_K.T",
                  lambda: ref.dot_scores(h, s, W_K.T, W_Q.T)),
                 ("the scores are divided by sqrt(d_k): option 2 has no scaling", lambda: want / d_k ** 0.5),
                 ("the scores were already normalized with softmax", lambda: torch.softmax(want, -1)),
@@ -114,6 +114,8 @@ def _diagnose_weights(f, got, scores, mask):
     if mask is not None and (got[~valid] != 0).any():
         if torch.allclose(got[~valid], torch.softmax(scores, -1)[~valid]):
             f.fail("masked positions get non-zero weight: the mask is ignored.")
+        if (got[valid] == 0).all():
+            f.fail("True was treated as masked: True means the position may be attended.")
         f.fail("masked positions (mask False) must get weight exactly 0.")
     sums = got.sum(-1)
     if not torch.allclose(sums[live], torch.ones_like(sums[live]), atol=1e-5):
@@ -155,7 +157,7 @@ def check_attention_weights(fn, *, device=None, seed=0):
             for sc, mk in [(scores, None), (scores, mask), (scores * 300, None)]:
                 got = f(sc, mk)
                 if isinstance(got, torch.Tensor) and not torch.isfinite(got).all():
-                    if mk is not None and not mk.all(-1).all() and torch.isfinite(got[mk.any(-1)]).all():
+                    if mk is not None and (~mk.any(-1)).any() and torch.isfinite(got[mk.any(-1)]).all():
                         f.fail("a row whose positions are all masked gives NaN or inf: it should give all zeros.")
                     f.fail("the weights contain NaN or inf for large scores: subtract the row maximum before exp "
                            "(torch.softmax does this for you).")
@@ -229,10 +231,13 @@ def check_attention_decoder_step(fn, *, device=None, seed=0):
             A, b = randn(g, d_s, d_x + d_s + d_h, dtype=dtype, device=dev), randn(g, d_s, dtype=dtype, device=dev)
             got = f.expect_tensor(f(x, s, c, A, b), "the new state", shape=(B, d_s), like=s)
             pre = torch.cat([x, s, c], -1) @ A.T
+            parts = {"x'": x, "s": s, "c": c}
+            orders = [o for o in itertools.permutations(parts) if o != ("x'", "s", "c")]
             f.expect_close(got, ref.attention_decoder_step(x, s, c, A, b), "the new state", mistakes=[
                 ("the tanh is missing", lambda: pre + b),
                 ("the bias b' is missing", lambda: torch.tanh(pre)),
-            ])
+            ] + [(f"the concatenation order is [{'; '.join(o)}] instead of [x'; s; c]",
+                  lambda o=o: torch.tanh(torch.cat([parts[n] for n in o], -1) @ A.T + b)) for o in orders])
             f.expect_gradients([x, s, c, A, b], ref.attention_decoder_step)
 
 
@@ -323,5 +328,5 @@ def check_attention_decode(fn, *, device=None, seed=0):
                      lambda: torch.cat([want_w[:, 1:], want_w[:, -1:]], 1)),
                 ])
                 f.expect_close(ss, want_ss, "ss")
-            f.expect_gradients([hs, xs, A, b, RecordingScore(W)], ref.attention_decode,
-                               output=lambda r: torch.cat([r[0].flatten(), r[1].flatten()]))
+                f.expect_gradients([hs, xs, A, b, RecordingScore(W)], ref.attention_decode,
+                                   output=lambda r: torch.cat([r[0].flatten(), r[1].flatten()]))

@@ -67,7 +67,7 @@ def raiser_name(error: BaseException) -> str:
         return ""
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return tb.tb_frame.f_code.co_qualname
+    return tb.tb_frame.f_code.co_qualname.rpartition("<locals>.")[2]
 
 
 def _not_implemented(name: str, error: NotImplementedError) -> str:

@@ -156,7 +156,7 @@ def _attend(f, Q, K, V, mask):
         f.fail("C has d_k features per row: the context averages the values V, not the keys K.")
     if mask is not None and shape(weights) not in (None, (B, t, m)) and len(shape(weights)) != 3:
         f.fail(f"weights have shape {shape(weights)} {_describe(mask, B, t, m)}: {MASK_HINT}.")
-    if isinstance(weights, torch.Tensor) and not torch.isfinite(weights).all():
+    if shape(weights) == (B, t, m) and not torch.isfinite(weights).all():
         live = None if mask is None else torch.broadcast_to(mask, (B, t, m)).any(-1)     # (B, t)
         if live is not None and not live.all() and torch.isfinite(weights[live]).all():
             f.fail("a row whose positions are all masked gives NaN or inf: it should give all zeros. "
@@ -208,12 +208,11 @@ def _diagnose_weights(f, w, mask, unmasked):
         f.fail("each row of weights must sum to 1 over the m key positions (the allowed ones, with a mask).")
 
 
-def _scale_diagnosis(f, factor, d_k, d_v, m, t):
+def _scale_diagnosis(f, factor, d_k, d_v, m):
     """Name the scale a student applied to the scores, from the factor it multiplied them by."""
     named = [(1 / math.sqrt(d_k), "divided by sqrt(d_k)"), (1 / d_k, "divided by d_k"),
              (1 / math.sqrt(d_v), "scaled by d_v (divided by sqrt(d_v))"), (1 / d_v, "scaled by d_v (divided by d_v)"),
-             (math.sqrt(d_k), "multiplied by sqrt(d_k)"), (1 / math.sqrt(m), "divided by sqrt(m)"),
-             (1 / math.sqrt(t), "divided by sqrt(t)")]
+             (math.sqrt(d_k), "multiplied by sqrt(d_k)"), (1 / math.sqrt(m), "divided by sqrt(m)")]
     for value, what in named:
         if abs(factor - value) < 1e-4 * max(1.0, value):
             f.fail(f"the scores are {what}: option 2 has no scaling, alpha_ij = softmax over i of k_i^T q_j "
@@ -244,7 +243,7 @@ def quick_check_qkv_attention(fn):
     want = torch.tensor([[[0.75, 0.25]]], dtype=torch.float64)
     if not torch.allclose(w2, want) and 0 < w2[0, 0, 0] < 1:
         p = w2[0, 0, 0].item()
-        _scale_diagnosis(f, math.log(p / (1 - p)) / math.log(3.0), d, 3, 2, 1)
+        _scale_diagnosis(f, math.log(p / (1 - p)) / math.log(3.0), d, 3, 2)
     f.expect_close(w2, want, "the weights of two keys scored ln 3 and 0 (they should be 3/4 and 1/4)")
     f.expect_close(C2, torch.tensor([[[0.75, 0.25, 0.0]]], dtype=torch.float64),
                    "C for those weights and values (1, 0, 0) and (0, 1, 0)")
@@ -272,7 +271,10 @@ def quick_check_qkv_attention(fn):
     with torch.enable_grad():
         C5, w5 = _attend(f, *leaves, pad)
         if C5.requires_grad:
-            (C5.sum() + (w5 * torch.arange(m)).sum()).backward()
+            try:
+                (C5.sum() + (w5 * torch.arange(m)).sum()).backward()
+            except Exception as e:
+                f.fail(f"the backward pass through it failed ({type(e).__name__}: {e}).")
     if any(x.grad is not None and not torch.isfinite(x.grad).all() for x in leaves):
         f.fail("the gradients contain NaN with an all-masked row: NaN from a softmax over -inf leaks into the "
                "backward pass even where the forward pass replaced it. Fill masked scores with "

@@ -116,8 +116,8 @@ def _diagnose_weights(f, w, causal, w_open=None, Y=None, V=None):
                 if cols_ok:
                     f.fail("the weights are transposed: row i must hold the weights of query i over the keys "
                            "(each row sums to 1), and with causal=True they are zero above the diagonal.")
-            first_super = torch.ones(m, m, dtype=torch.bool, device=w.device).triu(2)
-            if (w[:, first_super] == 0).all() and (w[:, upper & ~first_super] != 0).any():
+            beyond_next = torch.ones(m, m, dtype=torch.bool, device=w.device).triu(2)
+            if (w[:, beyond_next] == 0).all() and (w[:, upper & ~beyond_next] != 0).any():
                 f.fail("with causal=True position i also attends to position i+1: the causal mask is off by one "
                        "(only j <= i is allowed).")
             if not torch.allclose(w[:, upper], torch.zeros_like(w[:, upper])):
