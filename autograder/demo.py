@@ -17,10 +17,39 @@ from . import grade, paths, release, submissions
 
 # One classic mistake per lesson, as a student would type it.
 MISTAKES = {
+    "01_seq2seq_shortcomings": {
+        "simple_rnn_step": "def simple_rnn_step(x, h_prev, A, b):\n"
+                           "    # the stack in the wrong order: [h; x] instead of [x; h]\n"
+                           "    return torch.tanh(torch.cat([h_prev, x], dim=-1) @ A.T + b)\n",
+    },
     "02_bahdanau_attention": {
         "attention_weights": "def attention_weights(scores, mask=None):\n"
                              "    # softmax over the wrong axis: the batch instead of the source positions\n"
                              "    return torch.softmax(scores, dim=0)\n",
+    },
+    "03_query_key_value": {
+        "qkv_attention": "def qkv_attention(Q, K, V, mask=None):\n"
+                         "    scores = Q @ K.transpose(-2, -1)\n"
+                         "    if mask is not None:\n"
+                         "        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)\n"
+                         "    weights = torch.softmax(scores, dim=1)   # over the queries, not the keys\n"
+                         "    if mask is not None:\n"
+                         "        weights = weights * mask\n"
+                         "    return weights @ V, weights\n",
+    },
+    "04_time_complexity": {
+        "count_rnn_steps": "def count_rnn_steps(m, t):\n    return m + t - 1   # one update too few\n",
+    },
+    "06_attention_without_rnn": {
+        "self_attention": "def self_attention(X, W_Q, W_K, W_V, causal=False):\n"
+                          "    m = X.shape[1]\n"
+                          "    Q, K, V = X @ W_Q.T, X @ W_K.T, X @ W_V.T\n"
+                          "    scores = Q @ K.transpose(-2, -1) / math.sqrt(X.shape[-1])   # the width d, not d_k\n"
+                          "    if causal:\n"
+                          "        future = torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1)\n"
+                          "        scores = scores.masked_fill(future, float('-inf'))\n"
+                          "    weights = torch.softmax(scores, dim=-1)\n"
+                          "    return weights @ V, weights\n",
     },
 }
 
@@ -33,11 +62,11 @@ def build_class(root: Path) -> Path:
     for lesson in lessons:
         graded = [fn for fn in submissions.solution_sources(lesson)]
         wrong = MISTAKES.get(lesson, {})
-        unanswered = next(fn for fn in graded if fn not in wrong)
+        unanswered = next((fn for fn in graded if fn not in wrong), None)
         notebooks_by_student = {
             "ada": submissions.answered(lesson),
             "ben": submissions.answered(lesson, {fn: "" for fn in graded}),
-            "cleo": submissions.answered(lesson, {**wrong, unanswered: ""}),
+            "cleo": submissions.answered(lesson, {**wrong, **({unanswered: ""} if unanswered else {})}),
         }
         for student, nb in notebooks_by_student.items():
             (root / student).mkdir(parents=True, exist_ok=True)

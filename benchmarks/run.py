@@ -31,23 +31,15 @@ from autograder import paths  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results.json"
 
-# What each lesson exposes as its figures: a Python expression evaluated in the kernel after the run.
-FIGURES = {
-    "01_seq2seq_shortcomings": "FIGURES",
-    "02_bahdanau_attention": "FIGURES",
-    "03_query_key_value": "FIGURES",
-    "04_time_complexity": "FIGURES",
-    "05_self_attention_rnn": "FIGURES",
-    "06_attention_without_rnn": "FIGURES",
-}
+# A lesson may leave its figures in a global FIGURES (a JSON-able dict); everything it prints is kept too.
+FIGURES = "FIGURES"
 SEED_LINE = "torch.manual_seed(0)"
 
 
-def run_notebook(nb, cwd: Path, figures_expr: str | None) -> tuple[float, object]:
-    """Execute `nb`; returns (wall seconds including kernel start, the figures as JSON-able data)."""
-    if figures_expr:
-        nb.cells.append(nbformat.v4.new_code_cell(
-            f"import json as _json\nprint('FIGURES=' + _json.dumps(globals().get('{figures_expr}')))"))
+def run_notebook(nb, cwd: Path) -> tuple[float, object, list[str]]:
+    """Execute `nb`; returns (wall seconds including kernel start, its FIGURES, the lines it printed)."""
+    nb.cells.append(nbformat.v4.new_code_cell(
+        f"import json as _json\nprint('FIGURES=' + _json.dumps(globals().get('{FIGURES}')))"))
     env_before = dict(os.environ)
     os.environ.pop("NBGRADER_EXECUTION", None)
     os.environ.pop("LESSONKIT_QUICK", None)
@@ -59,21 +51,22 @@ def run_notebook(nb, cwd: Path, figures_expr: str | None) -> tuple[float, object
         os.environ.clear()
         os.environ.update(env_before)
     figures = None
-    if figures_expr:
-        for out in nb.cells[-1].outputs:
-            if out.get("name") == "stdout" and "FIGURES=" in out.text:
-                figures = json.loads(out.text.split("FIGURES=", 1)[1])
-    return seconds, figures
+    for out in nb.cells[-1].outputs:
+        if out.get("name") == "stdout" and "FIGURES=" in out.text:
+            figures = json.loads(out.text.split("FIGURES=", 1)[1])
+    printed = [line for c in nb.cells[:-1] if c.cell_type == "code" for o in c.outputs
+               if o.get("name") == "stdout" for line in o.text.splitlines()
+               if line.strip() and "it/s]" not in line and "s/it]" not in line]
+    return seconds, figures, printed
 
 
 def bench_notebooks() -> dict:
     results = {}
     for lesson in paths.lesson_names():
         with tempfile.TemporaryDirectory() as tmp:
-            seconds, figures = run_notebook(nbformat.read(paths.solution_path(lesson), as_version=4), Path(tmp),
-                                            FIGURES.get(lesson))
-        results[lesson] = {"seconds": round(seconds, 1), "figures": figures}
-        print(f"{lesson}: {seconds:.1f} s  {json.dumps(figures)}", flush=True)
+            seconds, figures, printed = run_notebook(nbformat.read(paths.solution_path(lesson), as_version=4), Path(tmp))
+        results[lesson] = {"seconds": round(seconds, 1), "figures": figures, "printed": printed}
+        print(f"{lesson}: {seconds:.1f} s", *printed, sep="\n  ", flush=True)
     return results
 
 
@@ -88,9 +81,9 @@ def bench_seeds(seeds=(1, 2)) -> dict:
             for cell in edited:
                 cell.source = cell.source.replace(SEED_LINE, f"torch.manual_seed({seed})")
             with tempfile.TemporaryDirectory() as tmp:
-                seconds, figures = run_notebook(nb, Path(tmp), FIGURES[lesson])
-            results[f"{lesson}/seed{seed}"] = {"seconds": round(seconds, 1), "figures": figures}
-            print(f"{lesson} seed {seed}: {seconds:.1f} s  {json.dumps(figures)}", flush=True)
+                seconds, figures, printed = run_notebook(nb, Path(tmp))
+            results[f"{lesson}/seed{seed}"] = {"seconds": round(seconds, 1), "figures": figures, "printed": printed}
+            print(f"{lesson} seed {seed}: {seconds:.1f} s", *printed, sep="\n  ", flush=True)
     return results
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .demo import threads
+
 LETTERS = "abcdefghijkl"
 N_LETTERS = len(LETTERS)
 PAD = N_LETTERS                    # the padding token, after the letters
@@ -54,9 +56,7 @@ def train(model: nn.Module, *, steps: int = 200, batch_size: int = 128, lr: floa
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     losses = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)            # tensors this small train fastest on one thread
-    try:
+    with threads(1):
         model.train()
         for _ in range(steps):
             src, mask, queries, target = batch(batch_size, g)
@@ -67,8 +67,6 @@ def train(model: nn.Module, *, steps: int = 200, batch_size: int = 128, lr: floa
             opt.step()
             losses.append(loss.item())
         model.eval()
-    finally:
-        torch.set_num_threads(threads)
     return losses
 
 

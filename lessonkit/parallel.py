@@ -5,7 +5,6 @@ whose state h_i needs c_{i-1} and so cannot start before step i-1 is done.
 """
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 from typing import Callable
@@ -13,19 +12,7 @@ from typing import Callable
 import matplotlib.pyplot as plt
 import torch
 
-
-@contextlib.contextmanager
-def threads(n: int | None):
-    """Run the block with `n` intra-op threads (None: leave PyTorch's setting alone)."""
-    if n is None:
-        yield
-        return
-    saved = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
+from .demo import threads
 
 
 def _sync(device: torch.device | str) -> None:

@@ -41,18 +41,19 @@ def train(model: nn.Module, *, steps: int = 2000, lengths=(5, 30), batch_size: i
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
     losses = []
     model.train()
-    for _ in (bar := tqdm(range(steps), desc=desc, mininterval=1.0)):
-        length = int(torch.randint(lengths[0], lengths[1] + 1, (1,), generator=g))
-        src, tgt_in, tgt = batch(batch_size, length, g)
-        logits, _ = model(src, tgt_in)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tgt.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    with demo.threads(1):
+        for _ in (bar := tqdm(range(steps), desc=desc, mininterval=1.0)):
+            length = int(torch.randint(lengths[0], lengths[1] + 1, (1,), generator=g))
+            src, tgt_in, tgt = batch(batch_size, length, g)
+            logits, _ = model(src, tgt_in)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tgt.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     model.eval()
     return losses
 

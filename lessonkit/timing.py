@@ -7,7 +7,6 @@ moment then hits all sizes alike, not one) and keep the median.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
 import time
@@ -16,16 +15,7 @@ from typing import Callable, Sequence
 import matplotlib.pyplot as plt
 import torch
 
-
-@contextlib.contextmanager
-def one_thread():
-    """PyTorch on one thread inside the block: the work stays on the thread whose CPU time is measured."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+from .demo import threads
 
 
 def measure(calls: Sequence[Callable[[], object]], *, repeats: int = 5, min_time: float = 0.005,
@@ -37,7 +27,7 @@ def measure(calls: Sequence[Callable[[], object]], *, repeats: int = 5, min_time
     the time divided), so that no measurement is too short to trust. A round measures every call in
     turn. Runs without autograd, PyTorch on one thread.
     """
-    with one_thread(), torch.no_grad():
+    with threads(1), torch.no_grad():
         numbers = []
         for call in calls:
             call()
