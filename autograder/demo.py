@@ -40,6 +40,11 @@ MISTAKES = {
     "04_time_complexity": {
         "count_rnn_steps": "def count_rnn_steps(m, t):\n    return m + t - 1   # one update too few\n",
     },
+    "05_self_attention_rnn": {
+        "self_attention_rnn_step": "def self_attention_rnn_step(x, c_prev, A, b):\n"
+                                   "    # the stack in the wrong order: [c; x] instead of [x; c]\n"
+                                   "    return torch.tanh(torch.cat([c_prev, x], dim=-1) @ A.T + b)\n",
+    },
     "06_attention_without_rnn": {
         "self_attention": "def self_attention(X, W_Q, W_K, W_V, causal=False):\n"
                           "    m = X.shape[1]\n"

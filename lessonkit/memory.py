@@ -15,9 +15,11 @@ against the number of place phrases, for a plain SimpleRNN and for a SimpleRNN w
 """
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from . import demo
+from .training import fit
 
 # agent -> target -> (prep, end): the facts of the little world. No two targets share an ending word.
 TARGET = {"FBI": "criminal", "police": "driver", "dog": "cat", "cat": "mouse", "teacher": "student",
@@ -81,32 +83,21 @@ def batch(batch_size: int, n_places: int, generator: torch.Generator | None = No
     ], dim=1)
 
 
-def train(model: nn.Module, *, steps: int = 400, places=(0, 6), batch_size: int = 32, lr: float = 1e-2,
+def train(model: nn.Module, *, steps: int = 500, places=(0, 4), batch_size: int = 32, lr: float = 1e-2,
           seed: int = 0, desc: str = "training") -> list[float]:
     """Train a language model `model(tokens (B, m)) -> logits (B, m, VOCAB)` to predict each next word.
 
     Each step draws a number of place phrases uniformly from `places` (inclusive). Adam with a linear
-    decay of the learning rate. Returns the loss of every step.
+    decay of the learning rate, PyTorch on one thread (faster for tensors this small). Returns the loss
+    of every step. With LESSONKIT_QUICK set (the test suite's smoke run) only a few steps are taken.
     """
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
-    losses = []
-    model.train()
-    for _ in (bar := tqdm(range(steps), desc=desc, mininterval=1.0)):
+    def batch_loss(g):
         n = int(torch.randint(places[0], places[1] + 1, (1,), generator=g))
         tokens = batch(batch_size, n, g)
-        logits = model(tokens[:, :-1])                                  # (B, m-1, V)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    model.eval()
-    return losses
+        logits = model(tokens[:, :-1])                              # (B, m-1, V): predicts words 2..m
+        return nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))
+
+    return fit(model, batch_loss, steps=steps, lr=lr, seed=seed, desc=desc)
 
 
 @torch.no_grad()
@@ -115,9 +106,43 @@ def target_accuracy(model: nn.Module, places, *, n: int = 300, seed: int = 1234)
     sentences for each number of place phrases (the same test sentences for every model).
     Guessing gives about 1/6."""
     out = {}
-    for k in places:
-        tokens = batch(n, k, torch.Generator().manual_seed(seed + k))
-        i = target_position(k)
-        logits = model(tokens[:, :i + 1])                               # (n, i+1, V)
-        out[k] = (logits[:, i].argmax(-1) == tokens[:, i + 1]).float().mean().item()
+    with demo.threads(1):
+        for k in places:
+            tokens = batch(n, k, torch.Generator().manual_seed(seed + k))
+            i = target_position(k)
+            logits = model(tokens[:, :i + 1])                           # (n, i+1, V)
+            out[k] = (logits[:, i].argmax(-1) == tokens[:, i + 1]).float().mean().item()
     return out
+
+
+def plot_accuracy(curves: dict[str, dict[int, float]], *, trained=(0, 4), ax=None):
+    """One line per model: accuracy of the <target> word (y) against the number of place phrases (x)."""
+    ax = ax or plt.subplots(figsize=(6.5, 3.5))[1]
+    ax.axvspan(*trained, color="0.93", label="seen in training")
+    for label, curve in curves.items():
+        ax.plot(list(curve), list(curve.values()), marker="o", label=label)
+    ax.axhline(1 / len(AGENTS), color="0.5", ls=":", label="guessing")
+    ax.set(xlabel="place phrases between the agent and its target (3 words each)",
+           ylabel="accuracy on the <target> word", ylim=(0, 1.05), title="Remembering the agent")
+    ax.legend(loc="center right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_weights(weights, words: list[str], *, title: str = "Self-attention weights", ax=None):
+    """Heatmap of one sentence's weights (m, m): row i is the distribution over j <= i that built c_i.
+    Weights of at least 0.1 are written in their cell."""
+    weights = torch.as_tensor(weights).detach().cpu()
+    m = len(words)
+    ax = ax or plt.subplots(figsize=(0.45 * m + 2, 0.45 * m + 1))[1]
+    im = ax.imshow(weights, cmap="Blues", vmin=0, vmax=1)
+    for i in range(m):
+        for j in range(i + 1):
+            if weights[i, j] >= 0.1:
+                ax.text(j, i, f"{weights[i, j]:.1f}".lstrip("0"), ha="center", va="center", fontsize=7,
+                        color="white" if weights[i, j] > 0.6 else "black")
+    ax.set_xticks(range(m), words, rotation=60)
+    ax.set_yticks(range(m), words)
+    ax.set(xlabel="attended state h_j", ylabel="position i (its row builds c_i)", title=title)
+    ax.figure.colorbar(im, ax=ax, fraction=0.04)
+    return ax

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from . import demo
+from .training import fit
 
 LETTERS = "abcdefghij"
 VOCAB = len(LETTERS)
@@ -35,27 +34,13 @@ def train(model: nn.Module, *, steps: int = 2000, lengths=(5, 30), batch_size: i
 
     Each step draws one length uniformly from `lengths` (inclusive). Returns the loss of every step.
     """
-    steps = demo.steps(steps)
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
-    losses = []
-    model.train()
-    with demo.threads(1):
-        for _ in (bar := tqdm(range(steps), desc=desc, mininterval=1.0)):
-            length = int(torch.randint(lengths[0], lengths[1] + 1, (1,), generator=g))
-            src, tgt_in, tgt = batch(batch_size, length, g)
-            logits, _ = model(src, tgt_in)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tgt.reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    model.eval()
-    return losses
+    def batch_loss(g):
+        length = int(torch.randint(lengths[0], lengths[1] + 1, (1,), generator=g))
+        src, tgt_in, tgt = batch(batch_size, length, g)
+        logits, _ = model(src, tgt_in)
+        return nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tgt.reshape(-1))
+
+    return fit(model, batch_loss, steps=steps, lr=lr, seed=seed, desc=desc)
 
 
 @torch.no_grad()

@@ -1,6 +1,4 @@
 """`python -m autograder check`, run as a self-learner runs it: a real kernel, the real lessons."""
-import json
-import shutil
 
 import nbformat
 import pytest

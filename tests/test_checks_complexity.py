@@ -247,9 +247,15 @@ def test_plot_loglog_labels_each_curve_with_its_slope():
     assert ax.get_xscale() == ax.get_yscale() == "log"
 
 
-def test_one_thread_restores_the_thread_count():
-    """Does timing.one_thread run its block on one thread and restore PyTorch's thread count after?"""
+def test_threads_restores_the_thread_count():
+    """Does lessonkit's threads(1) run its block on one thread and restore PyTorch's thread count, even on error?"""
+    from lessonkit.demo import threads
     before = torch.get_num_threads()
-    with timing.one_thread():
+    with threads(1):
         assert torch.get_num_threads() == 1
+    try:
+        with threads(1):
+            raise ValueError
+    except ValueError:
+        pass
     assert torch.get_num_threads() == before

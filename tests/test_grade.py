@@ -5,7 +5,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from autograder import grade, nbgrader_course, paths, submissions
+from autograder import grade, nbgrader_course, submissions
 
 pytestmark = pytest.mark.slow
 LESSON = "02_bahdanau_attention"

@@ -1,6 +1,5 @@
 """The install files, the README and CI agree with each other."""
 import re
-from pathlib import Path
 
 from autograder import paths
 

@@ -1,6 +1,5 @@
 """Every notebook, top to bottom, in a real kernel: the sources as instructors run them, the lessons as
 students first open them. Training is cut short (LESSONKIT_QUICK); `make benchmark` runs it in full."""
-import os
 
 import nbformat
 import pytest

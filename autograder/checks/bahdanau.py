@@ -11,7 +11,7 @@ import itertools
 import torch
 
 from .. import reference
-from .core import DTYPES, Student, devices, generator, randn, reference_helpers
+from .core import cases, generator, randn, reference_helpers, Student
 
 LESSON = "02_bahdanau_attention"
 HELPERS = ("additive_scores", "dot_scores", "attention_weights", "context_vector", "attention_decoder_step")
@@ -19,12 +19,6 @@ HELPERS = ("additive_scores", "dot_scores", "attention_weights", "context_vector
 
 def _ref():
     return reference.load(LESSON)
-
-
-def _cases(device, seed):
-    """(device, dtype, generator) for every device and dtype the hidden checks cover."""
-    for i, (dev, dtype) in enumerate(itertools.product(devices(device), DTYPES)):
-        yield dev, dtype, generator(seed + 101 * i)
 
 
 # --- option 1: additive scores ---------------------------------------------------------------------
@@ -50,7 +44,7 @@ def quick_check_additive_scores(fn):
 def check_additive_scores(fn, *, device=None, seed=0):
     """Hidden: against the reference on random inputs, every dtype and device, gradients included."""
     f, ref = Student(fn, "additive_scores"), _ref()
-    for dev, dtype, g in _cases(device, seed):
+    for dev, dtype, g in cases(device, seed):
         for B, m, d_h, d_s, d_a in [(2, 5, 4, 3, 6), (1, 7, 3, 5, 2)]:
             h, s = randn(g, B, m, d_h, dtype=dtype, device=dev), randn(g, B, d_s, dtype=dtype, device=dev)
             W, v = randn(g, d_a, d_h + d_s, dtype=dtype, device=dev), randn(g, d_a, dtype=dtype, device=dev)
@@ -86,7 +80,7 @@ def quick_check_dot_scores(fn):
 def check_dot_scores(fn, *, device=None, seed=0):
     """Hidden: against the reference; a square case tells swapped or untransposed weights apart."""
     f, ref = Student(fn, "dot_scores"), _ref()
-    for dev, dtype, g in _cases(device, seed):
+    for dev, dtype, g in cases(device, seed):
         for B, m, d_h, d_s, d_k in [(3, 4, 5, 5, 5), (2, 5, 4, 3, 6), (1, 3, 6, 2, 5)]:   # square first: names a swap
             h, s = randn(g, B, m, d_h, dtype=dtype, device=dev), randn(g, B, d_s, dtype=dtype, device=dev)
             W_K, W_Q = randn(g, d_k, d_h, dtype=dtype, device=dev), randn(g, d_k, d_s, dtype=dtype, device=dev)
@@ -147,7 +141,7 @@ def quick_check_attention_weights(fn):
 def check_attention_weights(fn, *, device=None, seed=0):
     """Hidden: against the reference with and without masks, large scores, all-masked rows, gradients."""
     f, ref = Student(fn, "attention_weights"), _ref()
-    for dev, dtype, g in _cases(device, seed):
+    for dev, dtype, g in cases(device, seed):
         for B, m in [(4, 7), (1, 3), (3, 9)]:
             scores = randn(g, B, m, dtype=dtype, device=dev, scale=3.0)
             mask = (torch.rand(B, m, generator=g) > 0.4).to(dev)
@@ -189,7 +183,7 @@ def quick_check_context_vector(fn):
 def check_context_vector(fn, *, device=None, seed=0):
     """Hidden: against the reference on random probability vectors."""
     f, ref = Student(fn, "context_vector"), _ref()
-    for dev, dtype, g in _cases(device, seed):
+    for dev, dtype, g in cases(device, seed):
         for B, m, d_h in [(2, 5, 4), (1, 3, 6), (3, 6, 2)]:
             alpha = torch.softmax(randn(g, B, m, dtype=dtype, device=dev), -1)
             h = randn(g, B, m, d_h, dtype=dtype, device=dev)
@@ -224,7 +218,7 @@ def quick_check_attention_decoder_step(fn):
 def check_attention_decoder_step(fn, *, device=None, seed=0):
     """Hidden: against the reference; names a wrong concatenation order, a missing tanh or bias."""
     f, ref = Student(fn, "attention_decoder_step"), _ref()
-    for dev, dtype, g in _cases(device, seed):
+    for dev, dtype, g in cases(device, seed):
         for B, d_x, d_s, d_h in [(2, 3, 4, 5), (1, 6, 2, 3)]:
             x, s = randn(g, B, d_x, dtype=dtype, device=dev), randn(g, B, d_s, dtype=dtype, device=dev)
             c = randn(g, B, d_h, dtype=dtype, device=dev)
@@ -314,7 +308,7 @@ def check_attention_decode(fn, *, device=None, seed=0):
     helper costs only its own points; probes of score_fn name the usual mistakes."""
     f, ref = Student(fn, "attention_decode"), _ref()
     with reference_helpers(fn, LESSON, HELPERS):
-        for dev, dtype, g in _cases(device, seed):
+        for dev, dtype, g in cases(device, seed):
             for B, m, t, d, d_x in [(2, 6, 4, 5, 3), (1, 3, 7, 4, 2), (3, 5, 1, 2, 4)]:
                 hs, xs, A, b, W = _decode_inputs(g, B, m, t, d, d_x, dtype, dev)
                 score = RecordingScore(W)

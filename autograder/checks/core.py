@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import warnings
 from typing import Callable, Iterable, Sequence
@@ -38,6 +39,12 @@ def devices(device: str | None = None) -> list[str]:
             raise CheckFailed(f"device {device!r} was asked for, but CUDA is not available here")
         return [device]
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def cases(device: str | None, seed: int):
+    """(device, dtype, generator) for every device and dtype a hidden check covers, each with its own seed."""
+    for i, (dev, dtype) in enumerate(itertools.product(devices(device), DTYPES)):
+        yield dev, dtype, generator(seed + 101 * i)
 
 
 def generator(seed: int) -> torch.Generator:

@@ -7,25 +7,18 @@ diagnoses of the usual mistakes.
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
 
 from .. import reference
-from .core import DTYPES, CheckFailed, Student, devices, generator, randn
+from .core import cases, CheckFailed, generator, randn, Student
 
 LESSON = "03_query_key_value"
 
 
 def _ref():
     return reference.load(LESSON)
-
-
-def _cases(device, seed):
-    """(device, dtype, generator) for every device and dtype the hidden checks cover."""
-    for i, (dev, dtype) in enumerate(itertools.product(devices(device), DTYPES)):
-        yield dev, dtype, generator(seed + 101 * i)
 
 
 # --- project_qkv ----------------------------------------------------------------------------------
@@ -91,7 +84,7 @@ def quick_check_project_qkv(fn):
 def check_project_qkv(fn, *, device=None, seed=0):
     """Hidden: against the reference; square cases first, where swapped or untransposed weights can be named."""
     f, ref = Student(fn, "project_qkv"), _ref()
-    for dev, dtype, g in _cases(device, seed):
+    for dev, dtype, g in cases(device, seed):
         #            B, t, m, d_h, d_s, d_k, d_v
         for sizes in [(2, 4, 3, 5, 5, 5, 5), (3, 2, 4, 5, 5, 6, 7), (2, 3, 5, 4, 7, 6, 8), (1, 6, 7, 3, 2, 5, 4)]:
             B, t, m, d_h, d_s, d_k, d_v = sizes
@@ -298,15 +291,15 @@ def _masks(g, B, t, m, device):
 def check_qkv_attention(fn, *, device=None, seed=0):
     """Hidden: against the reference with no mask and with every kind of mask, large scores, gradients."""
     f, ref = Student(fn, "qkv_attention"), _ref()
-    for dev, dtype, g in _cases(device, seed):
+    for dev, dtype, g in cases(device, seed):
         #            B, t, m, d_k, d_v
         for sizes in [(2, 3, 5, 6, 8), (1, 4, 7, 3, 5), (3, 6, 4, 5, 2), (2, 5, 3, 4, 4)]:
             B, t, m, d_k, d_v = sizes
             Q, K, V = (randn(g, B, t, d_k, dtype=dtype, device=dev), randn(g, B, m, d_k, dtype=dtype, device=dev),
                        randn(g, B, m, d_v, dtype=dtype, device=dev))
             unmasked = ref.qkv_attention(Q, K, V)[1]
-            cases = [(Q, None)] + [(Q, mask) for mask in _masks(g, B, t, m, dev)] + [(Q * 30, None)]
-            for q, mask in cases:
+            inputs = [(Q, None)] + [(Q, mask) for mask in _masks(g, B, t, m, dev)] + [(Q * 30, None)]
+            for q, mask in inputs:
                 C, w = _attend(f, q, K, V, mask)
                 want_C, want_w = ref.qkv_attention(q, K, V, mask)
                 _diagnose_weights(f, w, mask, unmasked if q is Q else None)

@@ -9,12 +9,11 @@ wrong step costs only its own points.
 """
 from __future__ import annotations
 
-import itertools
 
 import torch
 
 from .. import reference
-from .core import DTYPES, CheckFailed, Student, devices, generator, randn, reference_helpers
+from .core import cases, CheckFailed, generator, randn, reference_helpers, Student
 
 LESSON = "01_seq2seq_shortcomings"
 HELPERS = ("simple_rnn_step",)
@@ -22,12 +21,6 @@ HELPERS = ("simple_rnn_step",)
 
 def _ref():
     return reference.load(LESSON)
-
-
-def _cases(device, seed):
-    """(device, dtype, generator) for every device and dtype the hidden checks cover."""
-    for i, (dev, dtype) in enumerate(itertools.product(devices(device), DTYPES)):
-        yield dev, dtype, generator(seed + 101 * i)
 
 
 def _swap_blocks(A, d_first):
@@ -93,7 +86,7 @@ def quick_check_simple_rnn_step(fn):
 def check_simple_rnn_step(fn, *, device=None, seed=0):
     """Hidden: against the reference; names a swapped stack, a missing tanh or bias, another nonlinearity."""
     f, ref = Student(fn, "simple_rnn_step"), _ref()
-    for dev, dtype, g in _cases(device, seed):
+    for dev, dtype, g in cases(device, seed):
         for B, d_x, d_h in [(2, 3, 4), (1, 5, 2), (3, 4, 4)]:
             x, h = randn(g, B, d_x, dtype=dtype, device=dev), randn(g, B, d_h, dtype=dtype, device=dev)
             A = randn(g, d_h, d_x + d_h, dtype=dtype, device=dev, scale=0.5)
@@ -146,7 +139,7 @@ def check_rnn_encode(fn, *, device=None, seed=0):
     """Hidden: against the reference, the student's simple_rnn_step swapped for the reference's."""
     f, ref = Student(fn, "rnn_encode"), _ref()
     with reference_helpers(fn, LESSON, HELPERS):
-        for dev, dtype, g in _cases(device, seed):
+        for dev, dtype, g in cases(device, seed):
             for B, m, d_x, d_h in [(2, 5, 3, 4), (1, 7, 2, 6), (3, 1, 4, 2), (4, 6, 5, 3)]:
                 xs = randn(g, B, m, d_x, dtype=dtype, device=dev)
                 A = randn(g, d_h, d_x + d_h, dtype=dtype, device=dev, scale=0.5)
@@ -206,7 +199,7 @@ def check_seq2seq_decode(fn, *, device=None, seed=0):
     """Hidden: against the reference, the student's simple_rnn_step swapped for the reference's."""
     f, ref = Student(fn, "seq2seq_decode"), _ref()
     with reference_helpers(fn, LESSON, HELPERS):
-        for dev, dtype, g in _cases(device, seed):
+        for dev, dtype, g in cases(device, seed):
             for B, t, d_x, d_s in [(2, 4, 3, 5), (1, 6, 2, 3), (3, 1, 4, 2), (4, 5, 6, 7)]:
                 s0 = torch.tanh(randn(g, B, d_s, dtype=dtype, device=dev))
                 xs = randn(g, B, t, d_x, dtype=dtype, device=dev)

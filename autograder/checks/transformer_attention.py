@@ -7,13 +7,12 @@ swapped axis fails loudly), causal or not, in float64 and float32, on every devi
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
 
 from .. import reference
-from .core import DTYPES, Student, devices, generator, randn
+from .core import cases, generator, randn, Student
 
 LESSON = "06_attention_without_rnn"
 
@@ -24,12 +23,6 @@ SIZES = [(2, 5, 4, 3, 6), (1, 7, 6, 2, 3), (3, 4, 5, 5, 5)]
 
 def _ref():
     return reference.load(LESSON)
-
-
-def _cases(device, seed):
-    """(device, dtype, generator) for every device and dtype the hidden checks cover."""
-    for i, (dev, dtype) in enumerate(itertools.product(devices(device), DTYPES)):
-        yield dev, dtype, generator(seed + 101 * i)
 
 
 def _inputs(g, B, m, d, d_k, d_v, dtype=torch.float64, device="cpu", scale=1.0):
@@ -210,7 +203,7 @@ def quick_check_self_attention(fn):
 def check_self_attention(fn, *, device=None, seed=0):
     """Hidden: against the reference, causal or not, on every dtype and device; gradients; large scores."""
     f, ref = Student(fn, "self_attention"), _ref()
-    for dev, dtype, g in _cases(device, seed):
+    for dev, dtype, g in cases(device, seed):
         for B, m, d, d_k, d_v in SIZES:
             X, W_Q, W_K, W_V = _inputs(g, B, m, d, d_k, d_v, dtype, dev)
             w_open = None

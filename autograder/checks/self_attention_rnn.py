@@ -1,0 +1,324 @@
+"""Checks for lesson 05, SimpleRNN + self-attention (Cheng, Dong & Lapata 2016, LSTM -> SimpleRNN).
+
+`quick_check_*` are the visible checks: tiny inputs, special cases and properties, no reference needed.
+`check_*` are the hidden checks: the reference from solutions/ on random inputs of distinct sizes,
+in float64 and float32, on every device, plus the properties the math promises: causality, exact
+zeros above the diagonal, c_1 = h_1, and probes of score_fn that name the usual mistakes.
+"""
+from __future__ import annotations
+
+
+import torch
+
+from .. import reference
+from .core import cases, CheckFailed, generator, randn, reference_helpers, Student
+
+LESSON = "05_self_attention_rnn"
+NAME = "self_attention_rnn"
+HELPERS = ("self_attention_rnn_step",)
+
+
+def _ref():
+    return reference.load(LESSON)
+
+
+def _close(a, b) -> bool:
+    """Equal within the tolerance of the dtype (shapes must match)."""
+    if a.shape != b.shape:
+        return False
+    tol = dict(rtol=1e-7, atol=1e-9) if a.dtype == torch.float64 else dict(rtol=2e-4, atol=2e-5)
+    return torch.allclose(a, b, **tol)
+
+
+# --- one step: h_i = tanh(A [x_i; c_{i-1}] + b) ---------------------------------------------------------
+
+def quick_check_self_attention_rnn_step(fn):
+    """Visible: shape, A = 0 gives tanh(b), and which block of A meets x_i and which meets c_{i-1}."""
+    f = Student(fn, "self_attention_rnn_step")
+    g = generator(50)
+    B, d_x, d_h = 2, 3, 4
+    x, c = randn(g, B, d_x), randn(g, B, d_h)
+    A, b = randn(g, d_h, d_x + d_h), randn(g, d_h)
+    f.expect_tensor(f(x, c, A, b), "the new state", shape=(B, d_h), like=x,
+                    hint="One state of size d_h per sequence: (batch, d_h).")
+    f.expect_close(f(x, c, torch.zeros_like(A), b), torch.tanh(b).expand(B, d_h),
+                   "the new state when A = 0 (it should be tanh(b))", mistakes=[
+                       ("the tanh is missing", lambda: b.expand(B, d_h)),
+                       ("the bias b is missing", lambda: torch.zeros(B, d_h, dtype=b.dtype)),
+                   ])
+    for name, lo, hi, part in [("x_i", 0, d_x, x), ("c_{i-1}", d_x, d_x + d_h, c)]:
+        A_part = torch.zeros_like(A)
+        A_part[:, lo:hi] = A[:, lo:hi]
+        # [c; x] puts the first d_x entries of c_{i-1} where x_i belongs
+        swapped = torch.cat([c, x], -1)[:, lo:hi]
+        f.expect_close(f(x, c, A_part, b), torch.tanh(part @ A[:, lo:hi].T + b),
+                       f"the new state when only the {name} block of A is non-zero (columns {lo}..{hi - 1}; "
+                       "the order is [x_i; c_{i-1}])", mistakes=[
+                           ("the concatenation is [c_{i-1}; x_i] instead of [x_i; c_{i-1}]",
+                            lambda: torch.tanh(swapped @ A[:, lo:hi].T + b)),
+                       ])
+
+
+def check_self_attention_rnn_step(fn, *, device=None, seed=0):
+    """Hidden: against the reference; names a wrong concatenation order, a missing tanh or bias."""
+    f, ref = Student(fn, "self_attention_rnn_step"), _ref()
+    for dev, dtype, g in cases(device, seed):
+        for B, d_x, d_h in [(2, 3, 5), (1, 6, 2), (3, 4, 4)]:
+            x, c = randn(g, B, d_x, dtype=dtype, device=dev), randn(g, B, d_h, dtype=dtype, device=dev)
+            A, b = randn(g, d_h, d_x + d_h, dtype=dtype, device=dev), randn(g, d_h, dtype=dtype, device=dev)
+            got = f.expect_tensor(f(x, c, A, b), "the new state", shape=(B, d_h), like=x)
+            pre = torch.cat([x, c], -1) @ A.T
+            f.expect_close(got, ref.self_attention_rnn_step(x, c, A, b), "the new state", mistakes=[
+                ("the concatenation is [c_{i-1}; x_i] instead of [x_i; c_{i-1}]",
+                 lambda: torch.tanh(torch.cat([c, x], -1) @ A.T + b)),
+                ("the tanh is missing", lambda: pre + b),
+                ("the bias b is missing", lambda: torch.tanh(pre)),
+            ])
+            f.expect_gradients([x, c, A, b], ref.self_attention_rnn_step)
+
+
+# --- the whole layer -------------------------------------------------------------------------------------
+
+class ScoreProbe:
+    """A score function that checks how it is called and remembers every call: the checks' probe.
+
+    Its alignment, the negative squared distance between h_j and a fixed linear map of h_i, is one
+    no lesson grades, and it is not symmetric: swapped arguments cannot go unnoticed.
+    """
+
+    def __init__(self, W):
+        self.W, self.calls = W, []
+
+    def __call__(self, h_prefix, h_i):
+        if not isinstance(h_prefix, torch.Tensor) or not isinstance(h_i, torch.Tensor):
+            raise CheckFailed(f"{NAME}: score_fn should be called with two tensors, score_fn(h_prefix, h_i).")
+        if h_prefix.dim() == 2 and h_i.dim() == 3:
+            raise CheckFailed(f"{NAME}: the arguments of score_fn are swapped: call score_fn(h_prefix, h_i), the "
+                              "states h_1..h_i (batch, i, d_h) first and the new state h_i (batch, d_h) second.")
+        if h_prefix.dim() != 3 or h_i.dim() != 2:
+            raise CheckFailed(f"{NAME}: score_fn(h_prefix, h_i) expects h_prefix of shape (batch, i, d_h) and h_i of "
+                              f"shape (batch, d_h); it got {tuple(h_prefix.shape)} and {tuple(h_i.shape)}.")
+        self.calls.append((h_prefix.detach().clone(), h_i.detach().clone()))
+        return -((h_prefix - (h_i @ self.W.T)[:, None, :]) ** 2).sum(-1)        # (B, i)
+
+
+def _layer_inputs(g, B, m, d_x, d_h, dtype=torch.float64, device="cpu"):
+    xs = randn(g, B, m, d_x, dtype=dtype, device=device)
+    A = randn(g, d_h, d_x + d_h, dtype=dtype, device=device, scale=0.7)
+    b = randn(g, d_h, dtype=dtype, device=device, scale=0.3)
+    W = randn(g, d_h, d_h, dtype=dtype, device=device, scale=0.5)
+    return xs, A, b, W
+
+
+def _run(f, xs, A, b, *score):
+    """Call the student's function and check the three outputs' types and shapes."""
+    B, m_, _ = xs.shape
+    hs, cs, weights = f.expect_tuple(f(xs, A, b, *score), 3, "(hs, cs, weights)")
+    d_h = A.shape[0]
+    f.expect_tensor(hs, "hs", shape=(B, m_, d_h), like=xs, hint="It holds h_1..h_m: (batch, m, d_h).")
+    f.expect_tensor(cs, "cs", shape=(B, m_, d_h), like=xs, hint="It holds c_1..c_m: (batch, m, d_h).")
+    f.expect_tensor(weights, "weights", shape=(B, m_, m_), like=xs,
+                    hint="Row i holds the weights of position i over j = 1..m: (batch, m, m).")
+    return hs, cs, weights
+
+
+def _diagnose_calls(f, probe, hs):
+    """Name the usual mistakes from how score_fn was called."""
+    calls, m = probe.calls, hs.shape[1]
+    if not calls:
+        f.fail("score_fn was never called: when a score_fn is given, the weights must come from it.")
+    if m > 1 and len(calls) == m - 1 and all(prefix.shape[1] == k + 1 for k, (prefix, _) in enumerate(calls)):
+        f.fail("no position attends to itself: position i should score h_1..h_i, h_i included (so c_1 = h_1), "
+               "and score_fn should be called at every position, the first one too.")
+    if len(calls) == 1 and m > 1:
+        f.fail("score_fn was called once: the weights must be recomputed for every position i (stale weights).")
+    if len(calls) != m:
+        f.fail(f"score_fn should be called once per position ({m} times for m={m}), not {len(calls)} times.")
+    for k, (prefix, query) in enumerate(calls):
+        i = k + 1
+        n = prefix.shape[1]
+        if n == i - 1:
+            f.fail(f"position {i} does not attend to itself: score_fn should see h_1..h_{i} ({i} states, "
+                   f"h_{i} included), so that c_1 = h_1.")
+        if n == i + 1 and torch.all(prefix[:, 0] == 0):
+            f.fail("the states given to score_fn include h_0 = 0: attend over h_1..h_i only.")
+        if n > i:
+            f.fail(f"position {i} attends to future positions: score_fn should see h_1..h_{i} only (j <= i), "
+                   f"got {n} states.")
+        if n != i:
+            f.fail(f"score_fn should see the {i} states h_1..h_{i} at position {i}; it got {n}.")
+        if not _close(prefix, hs[:, :i].detach()):
+            f.fail(f"the states given to score_fn at position {i} are not h_1..h_{i} as returned in hs.")
+    queries = [(k, query) for k, (_, query) in enumerate(calls) if not _close(query, hs[:, k].detach())]
+    if queries:
+        if any(k > 0 and _close(query, hs[:, k - 1].detach()) for k, query in queries):
+            f.fail("stale query: the weights of position i should be computed from the new state h_i, "
+                   "not from h_{i-1}.")
+        k = queries[0][0]
+        f.fail(f"the second argument of score_fn at position {k + 1} should be the new state h_{k + 1}.")
+
+
+def _diagnose_start(f, hs, cs):
+    """hs and cs hold h_1..h_m and c_1..c_m, not the zero states h_0 and c_0."""
+    if (hs[:, 0] == 0).all():
+        f.fail("hs starts with h_0 = 0: it should hold h_1..h_m, the states the layer computed.")
+    if (cs[:, 0] == 0).all():
+        f.fail("cs starts with c_0 = 0 (or c_1 is zero): cs should hold c_1..c_m, and c_1 = h_1.")
+
+
+def _diagnose_layer(f, xs, A, b, hs, cs, weights, step=None, scores=None):
+    """Name the usual mistakes from the outputs alone.
+
+    step(x, c, A, b): the step equation to test the recurrence with (None: skip that part).
+    scores(i): the (B, i+1) scores row i should have been built from (None: skip that part).
+    """
+    B, m, m2 = weights.shape
+    above = torch.triu(weights, diagonal=1)
+    below = torch.tril(weights, diagonal=-1)
+    if m > 1 and (above != 0).any():
+        if (below == 0).all() and (torch.diagonal(weights, dim1=1, dim2=2) != 0).any():
+            f.fail("the weights are transposed: row i must hold the weights of position i over j <= i "
+                   "(a lower-triangular matrix), not column i.")
+        if above.abs().max() < 1e-6:
+            f.fail("the weights above the diagonal are tiny but not exactly 0: position i must give exactly 0 "
+                   "weight to every j > i. Pad each row with zeros (or mask with -inf or torch.finfo(dtype).min, "
+                   "not a modest constant).")
+        f.fail("the weights above the diagonal must be exactly 0: position i may not attend to future "
+               "positions j > i.")
+    if (weights < 0).any():
+        f.fail("weights must be non-negative: did you normalize without exp?")
+    sums = weights.sum(-1)
+    rows_ok = torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
+    lower = torch.tril(torch.ones(m, m, dtype=weights.dtype, device=weights.device))
+    if not rows_ok and B > 1 and torch.allclose(weights.sum(0), lower, atol=1e-5):
+        f.fail("the weights sum to 1 over the batch axis: the softmax must run over the positions j = 1..i "
+               "(dim=-1).")
+    diagonal = torch.diagonal(weights, dim1=1, dim2=2)
+    if m > 1 and (diagonal[:, 1:] == 0).all():
+        f.fail("no position attends to itself: row i must include j = i (softmax over h_1..h_i).")
+    _diagnose_start(f, hs, cs)
+    if not _close(cs[:, 0], hs[:, 0]):
+        f.fail("c_1 should equal h_1: the first position attends only to itself, with weight 1.")
+    if not rows_ok:
+        f.fail("each row of weights must sum to 1 over j = 1..i.")
+    if not _close(cs, weights @ hs):
+        f.fail("cs does not match the weights you return: c_i should be sum_j alpha_ij h_j, "
+               "that is weights @ hs.")
+    if step is not None and m > 2:
+        for i in range(1, m):
+            want = step(xs[:, i], cs[:, i - 1], A, b)
+            if _close(hs[:, i], want):
+                continue
+            if i >= 2 and _close(hs[:, i], step(xs[:, i], hs[:, i - 1], A, b)):
+                f.fail(f"h_{i + 1} was computed from h_{i}: that is h_{{i-1}} where c_{{i-1}} belongs. "
+                       f"The update reads the context: h_i = tanh(A [x_i; c_{{i-1}}] + b).")
+            if _close(hs[:, i], step(xs[:, i], torch.zeros_like(cs[:, i - 1]), A, b)):
+                f.fail(f"h_{i + 1} ignores the previous context: the state is not carried from step to step "
+                       f"(c_{i} must feed h_{i + 1}).")
+            f.fail(f"h_{i + 1} should be tanh(A [x_{i + 1}; c_{i}] + b) with the c_{i} you return.")
+    if scores is not None:
+        for i in range(m):
+            s = scores(i)                                        # (B, i+1)
+            if _close(weights[:, i, :i + 1], torch.softmax(s, -1)):
+                continue
+            d_h = hs.shape[-1]
+            if _close(weights[:, i, :i + 1], torch.softmax(s / d_h ** 0.5, -1)):
+                f.fail("the default scores are divided by sqrt(d_h): the default score_fn is the plain dot "
+                       "product h_j^T h_i, with no scaling.")
+            f.fail(f"row {i + 1} of the weights should be the softmax of the scores of h_1..h_{i + 1} against "
+                   f"h_{i + 1}; with score_fn=None the score is the plain dot product h_j^T h_i.")
+
+
+def _dot_scores_of(hs):
+    """The default scores of row i (0-based): h_j^T h_i for j <= i, from the student's own states."""
+    return lambda i: (hs[:, :i + 1] @ hs[:, i].unsqueeze(-1)).squeeze(-1)
+
+
+def _probe_scores_of(hs, W):
+    return lambda i: ScoreProbe(W)(hs[:, :i + 1], hs[:, i])
+
+
+def _check_causality(f, xs, A, b, score, hs, cs, weights):
+    """Changing x_k must leave everything before position k unchanged."""
+    m = xs.shape[1]
+    for k in sorted({m // 2, m - 1}):
+        xs2 = xs.clone()
+        xs2[:, k] = xs2[:, k] + 1.0
+        hs2, cs2, w2 = _run(f, xs2, A, b, *score)
+        for name, old, new in [("hs", hs, hs2), ("cs", cs, cs2), ("weights", weights, w2)]:
+            if not _close(old[:, :k], new[:, :k]):
+                f.fail(f"not causal: changing x_{k + 1} changed {name} at an earlier position. Position i may "
+                       f"depend only on x_1..x_i (weights over j <= i).")
+
+
+def quick_check_self_attention_rnn(fn):
+    """Visible: shapes, a lower-triangular weight matrix with exact zeros, c_1 = h_1, c_i = sum_j alpha_ij h_j,
+    causality, the default dot product, how score_fn is called, and a case that tells c_{i-1} from h_{i-1}."""
+    f = Student(fn, NAME)
+    with reference_helpers(fn, LESSON, HELPERS):      # a wrong step costs only its own points
+        _quick_check_layer(f)
+
+
+def _quick_check_layer(f):
+    g = generator(51)
+    B, m, d_x, d_h = 2, 5, 3, 4
+    xs, A, b, W = _layer_inputs(g, B, m, d_x, d_h)
+    # a score_fn of our own: is it called with h_1..h_i and h_i, once per position?
+    probe = ScoreProbe(W)
+    hs, cs, weights = _run(f, xs, A, b, probe)
+    _diagnose_start(f, hs, cs)
+    _diagnose_calls(f, probe, hs)
+    _diagnose_layer(f, xs, A, b, hs, cs, weights, scores=_probe_scores_of(hs, W))
+    # the default score
+    hs, cs, weights = _run(f, xs, A, b)
+    _diagnose_layer(f, xs, A, b, hs, cs, weights, scores=_dot_scores_of(hs))
+    hs_none, _, _ = _run(f, xs, A, b, None)
+    f.expect_close(hs_none, hs, "hs with score_fn=None (it should be the default, the plain dot product)")
+    # h_1 = tanh(A [x_1; 0] + b): only the x block of A meets x_1.
+    f.expect_close(hs[:, 0], torch.tanh(xs[:, 0] @ A[:, :d_x].T + b),
+                   "h_1 (it should be tanh(A [x_1; c_0] + b), c_0 = 0)")
+    _check_causality(f, xs, A, b, (), hs, cs, weights)
+    # c_{i-1} or h_{i-1}? With x ignored (its block of A zero), h_3 = tanh(A_c c_2 + b) and c_2 != h_2.
+    A_c = A.clone()
+    A_c[:, :d_x] = 0
+    hs, cs, weights = _run(f, xs[:, :3], A_c, b)
+    want = torch.tanh(cs[:, 1] @ A[:, d_x:].T + b)
+    if not _close(hs[:, 2], want):
+        if _close(hs[:, 2], torch.tanh(hs[:, 1] @ A[:, d_x:].T + b)):
+            f.fail("h_3 was computed from h_2: that is h_{i-1} where c_{i-1} belongs. The update reads the "
+                   "context: h_i = tanh(A [x_i; c_{i-1}] + b). (c_1 = h_1, so the two first differ at h_3.)")
+        if _close(hs[:, 2], torch.tanh(b).expand_as(hs[:, 2])):
+            f.fail("h_3 ignores c_2: the state is not carried from step to step (c_{i-1} must feed h_i).")
+        f.fail("h_3 should be tanh(A [x_3; c_2] + b) with the c_2 you return.")
+    # batch size 1
+    hs1, cs1, w1 = _run(f, xs[:1], A, b)
+    _diagnose_layer(f, xs[:1], A, b, hs1, cs1, w1, scores=_dot_scores_of(hs1))
+
+
+def check_self_attention_rnn(fn, *, device=None, seed=0):
+    """Hidden: against the reference with the default score and a probe score, every dtype and device, batch
+    size 1, causality, gradients; the student's step is swapped for the reference so a wrong step costs only
+    its own points."""
+    f, ref = Student(fn, NAME), _ref()
+    with reference_helpers(fn, LESSON, HELPERS):      # a wrong step costs only its own points
+        for dev, dtype, g in cases(device, seed):
+            for B, m, d_x, d_h in [(2, 5, 3, 4), (1, 4, 6, 2), (3, 7, 2, 5)]:
+                xs, A, b, W = _layer_inputs(g, B, m, d_x, d_h, dtype, dev)
+                for score in [(ScoreProbe(W),), ()]:
+                    hs, cs, weights = _run(f, xs, A, b, *score)
+                    _diagnose_start(f, hs, cs)
+                    if score:
+                        _diagnose_calls(f, score[0], hs)
+                    scores = _probe_scores_of(hs, W) if score else _dot_scores_of(hs)
+                    _diagnose_layer(f, xs, A, b, hs, cs, weights, step=ref.self_attention_rnn_step, scores=scores)
+                    want_hs, want_cs, want_w = ref.self_attention_rnn(xs, A, b, *(ScoreProbe(W),) if score else ())
+                    f.expect_close(weights, want_w, "weights")
+                    f.expect_close(hs, want_hs, "hs")
+                    f.expect_close(cs, want_cs, "cs")
+                    _check_causality(f, xs, A, b, (ScoreProbe(W),) if score else (), hs, cs, weights)
+            xs, A, b, W = _layer_inputs(g, 2, 5, 3, 4, dtype, dev)
+            f.expect_gradients([xs, A, b], ref.self_attention_rnn,
+                               output=lambda r: torch.cat([t.flatten() for t in r]))
+            distance = lambda P, h: -((P - h[:, None, :]) ** 2).sum(-1)          # noqa: E731
+            f.expect_gradients([xs, A, b, distance], ref.self_attention_rnn,
+                               output=lambda r: torch.cat([t.flatten() for t in r]))

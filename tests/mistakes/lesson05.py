@@ -1,0 +1,305 @@
+"""Lesson 05, SimpleRNN + self-attention: answers students write."""
+from .catalog import Answer
+
+L = "05_self_attention_rnn"
+STEP, LAYER = "self_attention_rnn_step", "self_attention_rnn"
+
+
+def _layer(body: str, *, default: str = "(H @ h.unsqueeze(-1)).squeeze(-1)", before: str = "",
+           pad: str = "F.pad(alpha, (0, m - H.shape[1]))") -> str:
+    """A layer answer with one piece changed: `body` is the loop's body after h_i is appended."""
+    return f'''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    c = xs.new_zeros(B, A.shape[0])
+    hs, cs, rows = [], [], []
+{before}    for i in range(m):
+{body}
+        if score_fn is None:
+            scores = {default}
+        else:
+            scores = score_fn(H, h)
+        alpha = torch.softmax(scores, dim=-1)
+        c = (alpha.unsqueeze(1) @ H).squeeze(1)
+        cs.append(c)
+        rows.append({pad})
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+'''
+
+
+GOOD_BODY = '''        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        hs.append(h)
+        H = torch.stack(hs, dim=1)'''
+
+WRONG = [
+    # --- the step ---------------------------------------------------------------------------------------
+    Answer(L, STEP, "[c; x] instead of [x; c]", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.tanh(torch.cat([c_prev, x], dim=-1) @ A.T + b)
+''', says="[c_{i-1}; x_i] instead of [x_i; c_{i-1}]"),
+    Answer(L, STEP, "no tanh", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.cat([x, c_prev], dim=-1) @ A.T + b
+''', says="tanh is missing"),
+    Answer(L, STEP, "no bias", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.tanh(torch.cat([x, c_prev], dim=-1) @ A.T)
+''', says="bias b is missing"),
+    Answer(L, STEP, "A applied untransposed", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.tanh(A @ torch.cat([x, c_prev], dim=-1) + b)
+''', says="raised"),
+
+    # --- the layer --------------------------------------------------------------------------------------
+    Answer(L, LAYER, "h_{i-1} where c_{i-1} belongs", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    h = xs.new_zeros(B, A.shape[0])
+    hs, cs, rows = [], [], []
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], h, A, b)
+        hs.append(h)
+        H = torch.stack(hs, dim=1)
+        scores = (H @ h.unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, h)
+        alpha = torch.softmax(scores, dim=-1)
+        cs.append((alpha.unsqueeze(1) @ H).squeeze(1))
+        rows.append(F.pad(alpha, (0, m - i - 1)))
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+''', says="h_{i-1} where c_{i-1} belongs"),
+    Answer(L, LAYER, "a position does not attend to itself (weights over j < i)", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    c = xs.new_zeros(B, A.shape[0])
+    hs, cs, rows = [], [], []
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        if i == 0:
+            c, alpha = h, xs.new_ones(B, 1)
+        else:
+            H = torch.stack(hs, dim=1)                      # h_1..h_{i-1}: the new state left out
+            scores = (H @ h.unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, h)
+            alpha = torch.softmax(scores, dim=-1)
+            c = (alpha.unsqueeze(1) @ H).squeeze(1)
+        hs.append(h)
+        cs.append(c)
+        rows.append(F.pad(alpha, (0, m - alpha.shape[1])))
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+''', says="attends to itself"),
+    Answer(L, LAYER, "attends to future positions (states first, then attention over all m)", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    h = xs.new_zeros(B, A.shape[0])
+    hs = []
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], h, A, b)
+        hs.append(h)
+    H = torch.stack(hs, dim=1)
+    cs, rows = [], []
+    for i in range(m):
+        scores = (H @ H[:, i].unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, H[:, i])
+        alpha = torch.softmax(scores, dim=-1)
+        cs.append((alpha.unsqueeze(1) @ H).squeeze(1))
+        rows.append(alpha)
+    return H, torch.stack(cs, 1), torch.stack(rows, 1)
+''', says="future positions"),
+    Answer(L, LAYER, "softmax over the batch axis", _layer(GOOD_BODY).replace(
+        "torch.softmax(scores, dim=-1)", "torch.softmax(scores, dim=0)"), says="batch axis"),
+    Answer(L, LAYER, "c_1 != h_1: a tanh on the context", _layer(GOOD_BODY).replace(
+        "c = (alpha.unsqueeze(1) @ H).squeeze(1)", "c = torch.tanh((alpha.unsqueeze(1) @ H).squeeze(1))"),
+        says="c_1 should equal h_1"),
+    Answer(L, LAYER, "h_0 = 0 among the attended states (so c_1 != h_1)", _layer(
+        GOOD_BODY.replace("H = torch.stack(hs, dim=1)",
+                          "H = torch.stack([torch.zeros_like(h)] + hs, dim=1)"),
+        pad="F.pad(alpha[:, 1:], (0, m - H.shape[1] + 1))"), says="include h_0 = 0"),
+    Answer(L, LAYER, "state not carried (c never fed back)", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    c0 = xs.new_zeros(B, A.shape[0])
+    hs, cs, rows = [], [], []
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], c0, A, b)
+        hs.append(h)
+        H = torch.stack(hs, dim=1)
+        scores = (H @ h.unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, h)
+        alpha = torch.softmax(scores, dim=-1)
+        cs.append((alpha.unsqueeze(1) @ H).squeeze(1))
+        rows.append(F.pad(alpha, (0, m - i - 1)))
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+''', says="not carried"),
+    Answer(L, LAYER, "score_fn's arguments swapped", _layer(GOOD_BODY).replace(
+        "score_fn(H, h)", "score_fn(h, H)"), says="swapped"),
+    Answer(L, LAYER, "a finite mask (-30) leaves tiny weights above the diagonal", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    c = xs.new_zeros(B, A.shape[0])
+    hs, cs, rows = [], [], []
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        hs.append(h)
+        H = torch.stack(hs, dim=1)
+        scores = (H @ h.unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, h)
+        full = F.pad(scores, (0, m - i - 1), value=-30.0)      # "masked" future positions
+        alpha = torch.softmax(full, dim=-1)                     # (B, m)
+        c = (alpha[:, :i + 1].unsqueeze(1) @ H).squeeze(1)
+        cs.append(c)
+        rows.append(alpha)
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+''', says="tiny but not exactly 0"),
+    Answer(L, LAYER, "default score scaled by 1/sqrt(d_h)", _layer(
+        GOOD_BODY, default="(H @ h.unsqueeze(-1)).squeeze(-1) / math.sqrt(h.shape[-1])"),
+        says="divided by sqrt(d_h)"),
+    Answer(L, LAYER, "default score through the state block of A (a made-up W)", _layer(
+        GOOD_BODY, default="((H @ A[:, -A.shape[0]:].T) @ h.unsqueeze(-1)).squeeze(-1)"),
+        says="plain dot product"),
+    Answer(L, LAYER, "stale query: the weights of position i computed from h_{i-1}", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    c = xs.new_zeros(B, A.shape[0])
+    q = c
+    hs, cs, rows = [], [], []
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        hs.append(h)
+        H = torch.stack(hs, dim=1)
+        scores = (H @ q.unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, q)
+        alpha = torch.softmax(scores, dim=-1)
+        c = (alpha.unsqueeze(1) @ H).squeeze(1)
+        q = h
+        cs.append(c)
+        rows.append(F.pad(alpha, (0, m - i - 1)))
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+''', says="stale query"),
+    Answer(L, LAYER, "stale weights: computed once and reused", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    c = xs.new_zeros(B, A.shape[0])
+    hs, cs, rows = [], [], []
+    alpha = None
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        hs.append(h)
+        H = torch.stack(hs, dim=1)
+        if alpha is None:
+            scores = (H @ h.unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, h)
+            alpha = torch.softmax(scores, dim=-1)
+        else:
+            alpha = F.pad(alpha, (0, 1))                     # the old weights, one more (zero) position
+        c = (alpha.unsqueeze(1) @ H).squeeze(1)
+        cs.append(c)
+        rows.append(F.pad(alpha, (0, m - i - 1)))
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+''', says="called once"),
+    Answer(L, LAYER, "weights transposed (column i holds position i)", _layer(GOOD_BODY).replace(
+        "torch.stack(rows, 1)", "torch.stack(rows, 1).transpose(1, 2)"), says="transposed"),
+    Answer(L, LAYER, "score_fn ignored", _layer(GOOD_BODY).replace(
+        "scores = score_fn(H, h)", "scores = (H @ h.unsqueeze(-1)).squeeze(-1)"), says="never called"),
+    Answer(L, LAYER, "cs holds c_0..c_{m-1}", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    c = xs.new_zeros(B, A.shape[0])
+    hs, cs, rows = [], [], []
+    for i in range(m):
+        cs.append(c)
+        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        hs.append(h)
+        H = torch.stack(hs, dim=1)
+        scores = (H @ h.unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, h)
+        alpha = torch.softmax(scores, dim=-1)
+        c = (alpha.unsqueeze(1) @ H).squeeze(1)
+        rows.append(F.pad(alpha, (0, m - i - 1)))
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+''', says="cs starts with c_0"),
+    Answer(L, LAYER, "hs holds h_0..h_{m-1}", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    c = xs.new_zeros(B, A.shape[0])
+    hs, out, cs, rows = [], [xs.new_zeros(B, A.shape[0])], [], []
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        hs.append(h)
+        out.append(h)
+        H = torch.stack(hs, dim=1)
+        scores = (H @ h.unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, h)
+        alpha = torch.softmax(scores, dim=-1)
+        c = (alpha.unsqueeze(1) @ H).squeeze(1)
+        cs.append(c)
+        rows.append(F.pad(alpha, (0, m - i - 1)))
+    return torch.stack(out[:-1], 1), torch.stack(cs, 1), torch.stack(rows, 1)
+''', says="hs starts with h_0"),
+    Answer(L, LAYER, "returns detached tensors", _layer(GOOD_BODY).replace(
+        "return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)",
+        "return torch.stack(hs, 1).detach(), torch.stack(cs, 1).detach(), torch.stack(rows, 1).detach()"),
+        says="no gradient flows"),
+]
+
+CORRECT = [
+    Answer(L, STEP, "two blocks of A", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    d_x = x.shape[-1]
+    return torch.tanh(x @ A[:, :d_x].T + c_prev @ A[:, d_x:].T + b)
+'''),
+    Answer(L, STEP, "einsum", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    z = torch.cat((x, c_prev), 1)
+    return torch.einsum("hk,bk->bh", A, z).add(b).tanh()
+'''),
+    Answer(L, LAYER, "scores padded with -1e9 over all m positions (exp underflows to exactly 0)", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    c = torch.zeros(B, A.shape[0], dtype=xs.dtype, device=xs.device)
+    hs, cs, rows = [], [], []
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        hs.append(h)
+        H = torch.stack(hs, dim=1)
+        scores = torch.einsum("bjd,bd->bj", H, h) if score_fn is None else score_fn(H, h)
+        full = F.pad(scores, (0, m - i - 1), value=-1e9)        # (B, m)
+        alpha = torch.softmax(full, dim=-1)
+        c = torch.einsum("bj,bjd->bd", alpha[:, :i + 1], H)
+        cs.append(c)
+        rows.append(alpha)
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+'''),
+    Answer(L, LAYER, "explicit loops, manual softmax, preallocated weights filled row by row", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    d_h = A.shape[0]
+    weights = torch.zeros(B, m, m, dtype=xs.dtype, device=xs.device)
+    c = torch.zeros(B, d_h, dtype=xs.dtype, device=xs.device)
+    hs, cs = [], []
+    for i in range(m):
+        hs.append(self_attention_rnn_step(xs[:, i], c, A, b))
+        H = torch.stack(hs, dim=1)
+        if score_fn is None:
+            scores = torch.stack([(hs[j] * hs[i]).sum(-1) for j in range(i + 1)], dim=1)
+        else:
+            scores = score_fn(H, hs[i])
+        e = torch.exp(scores - scores.max(dim=1, keepdim=True).values)
+        alpha = e / e.sum(dim=1, keepdim=True)
+        c = sum(alpha[:, j:j + 1] * hs[j] for j in range(i + 1))
+        weights[:, i, :i + 1] = alpha
+        cs.append(c)
+    return torch.stack(hs, 1), torch.stack(cs, 1), weights
+'''),
+    Answer(L, LAYER, "float64 inside, cast back; states grown with torch.cat", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    dtype = xs.dtype
+    B, m, _ = xs.shape
+    X, A64, b64 = xs.double(), A.double(), b.double()
+    c = X.new_zeros(B, A.shape[0])
+    H = X.new_zeros(B, 0, A.shape[0])
+    cs, rows = [], []
+    for i in range(m):
+        h = self_attention_rnn_step(X[:, i], c, A64, b64)
+        H = torch.cat([H, h[:, None]], dim=1)
+        if score_fn is None:
+            scores = (H * h[:, None]).sum(-1)
+        else:
+            scores = score_fn(H.to(dtype), h.to(dtype)).double()
+        alpha = scores.softmax(-1)
+        c = (alpha[..., None] * H).sum(1)
+        cs.append(c)
+        rows.append(torch.cat([alpha, alpha.new_zeros(B, m - i - 1)], dim=1))
+    return H.to(dtype), torch.stack(cs, 1).to(dtype), torch.stack(rows, 1).to(dtype)
+'''),
+]
