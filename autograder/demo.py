@@ -67,7 +67,8 @@ def build_class(root: Path) -> Path:
     for lesson in lessons:
         graded = [fn for fn in submissions.solution_sources(lesson)]
         wrong = MISTAKES.get(lesson, {})
-        unanswered = next((fn for fn in graded if fn not in wrong), None)
+        # With two functions or fewer, one wrong answer is enough; more leave one unanswered too.
+        unanswered = next((fn for fn in graded if fn not in wrong), None) if len(graded) > 2 else None
         notebooks_by_student = {
             "ada": submissions.answered(lesson),
             "ben": submissions.answered(lesson, {fn: "" for fn in graded}),

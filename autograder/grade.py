@@ -21,6 +21,7 @@ from . import notebooks, paths
 from .nbgrader_course import course_api
 
 CSV_COLUMNS = ["student", "lesson", "score", "max_score", "status"]
+CELL_TIMEOUT = 60          # seconds; every lesson's test cells take well under one
 STATE_FILE = ".grading-state.json"
 
 
@@ -64,9 +65,9 @@ def _failure_status(log: str) -> str:
     return "autograde-failed"
 
 
-def autograde_one(out: Path, student: str, lesson: str) -> str:
+def autograde_one(out: Path, student: str, lesson: str, cell_timeout: int = CELL_TIMEOUT) -> str:
     """Run nbgrader autograde and generate_feedback for one notebook; returns its status."""
-    api = course_api(out)
+    api = course_api(out, cell_timeout=cell_timeout)
     result = api.autograde(lesson, student, force=True)
     if not result["success"]:
         # Never leave an older grade standing for a regrade that failed.
@@ -116,17 +117,21 @@ def collect(submissions: Path, out: Path) -> tuple[list[Row], list[Job]]:
     return rows, jobs
 
 
-def _run_job(out: Path, job: Job) -> tuple[Job, str]:
+def _run_job(out: Path, job: Job, cell_timeout: int) -> tuple[Job, str]:
     import warnings
     warnings.simplefilter("ignore")     # nbgrader's SQLAlchemy warnings are not the instructor's business
     try:
-        return job, autograde_one(out, job.student, job.lesson)
+        return job, autograde_one(out, job.student, job.lesson, cell_timeout)
     except Exception as e:  # a worker must report, never take the class down
         return job, f"autograde-failed: {type(e).__name__}"
 
 
-def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False, progress: bool = True) -> list[Row]:
-    """Grade every notebook under `submissions` into the nbgrader course at `out`; returns the rows of grades.csv."""
+def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False, progress: bool = True,
+          cell_timeout: int = CELL_TIMEOUT) -> list[Row]:
+    """Grade every notebook under `submissions` into the nbgrader course at `out`; returns the rows of grades.csv.
+
+    A cell that runs longer than `cell_timeout` seconds is interrupted and the notebook marked `timeout`.
+    """
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     if not submissions.is_dir():
         raise FileNotFoundError(f"{submissions}: no such folder")
@@ -138,7 +143,7 @@ def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False
     if todo:
         prepare_lessons(out, {j.lesson for j in todo})
     statuses = {key: value["status"] for key, value in state.items()}
-    _run_all(out, todo, workers, progress, statuses, state, state_path)
+    _run_all(out, todo, workers, progress, statuses, state, state_path, cell_timeout)
     for job in jobs:
         status = statuses[f"{job.student}/{job.lesson}"]
         score, max_score = (0.0, None)
@@ -150,7 +155,7 @@ def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False
     return rows
 
 
-def _run_all(out, todo, workers, progress, statuses, state, state_path):
+def _run_all(out, todo, workers, progress, statuses, state, state_path, cell_timeout):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
@@ -158,7 +163,7 @@ def _run_all(out, todo, workers, progress, statuses, state, state_path):
     with Progress(*columns, disable=not progress or not todo) as bar, \
             ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
         task = bar.add_task("grade", total=len(todo), rate="")
-        futures = [pool.submit(_run_job, out, job) for job in todo]
+        futures = [pool.submit(_run_job, out, job, cell_timeout) for job in todo]
         for done in as_completed(futures):
             job, status = done.result()
             key = f"{job.student}/{job.lesson}"

@@ -76,3 +76,21 @@ def test_second_run_regrades_nothing(graded):
     again = grade.grade(root / "submitted", out, workers=2, progress=False)
     assert again == rows
     assert (out / "gradebook.db").stat().st_mtime_ns == before
+
+
+def test_infinite_loop_and_dead_kernel_get_their_status_and_do_not_stop_the_class(tmp_path):
+    """Does a student who loops forever get `timeout` and one who kills the kernel `kernel-died`, while
+    an honest student graded beside them still gets full marks?"""
+    students = {
+        "loops": {"context_vector": "def context_vector(alpha, h):\n    while True:\n        pass\n"},
+        "kills": {"dot_scores": "import os\nos._exit(1)\n\ndef dot_scores(h, s, W_K, W_Q):\n    pass\n"},
+        "honest": {},
+    }
+    for student, answers in students.items():
+        (tmp_path / "in" / student).mkdir(parents=True)
+        nbformat.write(submissions.answered(LESSON, answers), tmp_path / "in" / student / f"{LESSON}.ipynb")
+    rows = {r.student: r for r in grade.grade(tmp_path / "in", tmp_path / "out", workers=2, progress=False,
+                                              cell_timeout=10)}
+    assert rows["loops"].status == "timeout" and rows["loops"].score < 14
+    assert rows["kills"].status == "kernel-died" and rows["kills"].score == 0
+    assert rows["honest"].status == "ok" and rows["honest"].score == rows["honest"].max_score == 14
