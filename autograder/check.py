@@ -139,6 +139,10 @@ def execute(nb: NotebookNode, cwd: Path, *, timeout: int = CELL_TIMEOUT) -> str:
 
 def check(path: str | Path, *, hidden: bool = False, device: str | None = None) -> Report:
     """Execute a notebook with the course's tests and score it. Raises NotebookError if it cannot be read."""
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise NotebookError("--device cuda was asked for, but CUDA is not available on this machine")
     path = Path(path).resolve()
     student = notebooks.read(path)
     lesson = identify_lesson(path, student)

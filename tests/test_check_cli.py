@@ -89,3 +89,27 @@ def test_table_output_names_functions_and_points():
     assert proc.returncode == 1
     for fn in ("additive_scores", "attention_decode", "0 / 4", "FAIL"):
         assert fn in proc.stdout
+
+
+def test_visible_checks_work_without_the_solutions(tmp_path):
+    """Can a student who has the package and lessons/ but no solutions/ run the visible checks, and does
+    --hidden then say clearly that it needs the instructor's notebooks?"""
+    import os
+    import subprocess
+    import sys
+    path = tmp_path / "02_bahdanau_attention.ipynb"
+    nbformat.write(submissions.answered("02_bahdanau_attention"), path)
+    env = {**os.environ, "ATTENTION_COURSE_SOLUTIONS": str(tmp_path / "nowhere")}
+    visible = subprocess.run([sys.executable, "-m", "autograder", "check", str(path), "--json"],
+                             capture_output=True, text=True, env=env, cwd=paths.REPO)
+    assert visible.returncode == 0, visible.stdout + visible.stderr
+    hidden = subprocess.run([sys.executable, "-m", "autograder", "check", str(path), "--hidden"],
+                            capture_output=True, text=True, env=env, cwd=paths.REPO)
+    assert hidden.returncode == 2 and "solutions/02_bahdanau_attention.ipynb" in hidden.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_device_cuda_without_cuda_exits_2():
+    """Does asking for CUDA where there is none give exit code 2 and one clear line?"""
+    proc = run_cli("check", str(paths.lesson_path("02_bahdanau_attention")), "--device", "cuda")
+    assert proc.returncode == 2 and "CUDA is not available" in proc.stderr
