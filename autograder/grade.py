@@ -98,6 +98,7 @@ def collect(submissions: Path, out: Path) -> tuple[list[Row], list[Job]]:
     """Sort every submitted file into a row that needs no grading (with its status) or a job."""
     known = set(paths.lesson_names())
     rows, jobs = [], []
+    tests_digest: dict[str, str] = {}
     for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
         student = student_dir.name
         for path in sorted(student_dir.glob("*.ipynb")):
@@ -113,7 +114,10 @@ def collect(submissions: Path, out: Path) -> tuple[list[Row], list[Job]]:
             dest = out / "submitted" / student / lesson / f"{lesson}.ipynb"
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, dest)
-            jobs.append(Job(student, lesson, _digest(path)))
+            # A changed submission or changed tests (the source notebook) both call for a regrade.
+            if lesson not in tests_digest:
+                tests_digest[lesson] = _digest(paths.solution_path(lesson))
+            jobs.append(Job(student, lesson, _digest(path) + tests_digest[lesson]))
     return rows, jobs
 
 
