@@ -23,6 +23,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="course folder for the gradebook, feedback and grades.csv")
     g.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="notebooks graded at once")
     g.add_argument("--force", action="store_true", help="regrade what is already graded")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on a Dask cluster (e.g. tcp://host:8786) instead of local processes")
 
     d = verbs.add_parser("demo", help="grade the bundled demo class and print the table")
     d.add_argument("--out", default="demo-out", help="where the demo course goes (default: demo-out)")

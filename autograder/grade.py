@@ -8,6 +8,7 @@ One broken submission never stops the class.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -131,10 +132,13 @@ def _run_job(out: Path, job: Job, cell_timeout: int) -> tuple[Job, str]:
 
 
 def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False, progress: bool = True,
-          cell_timeout: int = CELL_TIMEOUT) -> list[Row]:
+          cell_timeout: int = CELL_TIMEOUT, scheduler: str | None = None) -> list[Row]:
     """Grade every notebook under `submissions` into the nbgrader course at `out`; returns the rows of grades.csv.
 
     A cell that runs longer than `cell_timeout` seconds is interrupted and the notebook marked `timeout`.
+    With `scheduler` (a Dask scheduler's address) the notebooks are graded on that cluster's workers,
+    which need this project installed and `out` on a file system they share; without it, on a local
+    pool of `workers` processes. Either way only this process writes grades.csv and the state file.
     """
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     if not submissions.is_dir():
@@ -147,7 +151,7 @@ def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False
     if todo:
         prepare_lessons(out, {j.lesson for j in todo})
     statuses = {key: value["status"] for key, value in state.items()}
-    _run_all(out, todo, workers, progress, statuses, state, state_path, cell_timeout)
+    _run_all(out, todo, workers, progress, statuses, state, state_path, cell_timeout, scheduler)
     for job in jobs:
         status = statuses[f"{job.student}/{job.lesson}"]
         score, max_score = (0.0, None)
@@ -159,24 +163,36 @@ def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False
     return rows
 
 
-def _run_all(out, todo, workers, progress, statuses, state, state_path, cell_timeout):
+@contextlib.contextmanager
+def _executor(workers: int, scheduler: str | None):
+    """Yields (submit, as_completed): a local pool of processes, or a Dask cluster at `scheduler`."""
+    if scheduler:
+        from dask.distributed import Client, as_completed as dask_completed
+        with Client(scheduler) as client:
+            # pure=False: the same job submitted again (say after --force) must run again.
+            yield (lambda *args: client.submit(*args, pure=False)), dask_completed
+        return
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool.submit, as_completed
+
+
+def _run_all(out, todo, workers, progress, statuses, state, state_path, cell_timeout, scheduler=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
-    with Progress(*columns, disable=not progress or not todo) as bar, \
-            ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+    with Progress(*columns, disable=not progress or not todo) as bar, _executor(workers, scheduler) as (submit, completed):
         task = bar.add_task("grade", total=len(todo), rate="")
-        futures = [pool.submit(_run_job, out, job, cell_timeout) for job in todo]
-        for done in as_completed(futures):
+        futures = [submit(_run_job, out, job, cell_timeout) for job in todo]
+        for done in completed(futures):
             job, status = done.result()
             key = f"{job.student}/{job.lesson}"
             statuses[key] = status
             state[key] = {"digest": job.digest, "status": status}
             state_path.write_text(json.dumps(state, indent=1, sort_keys=True))
             elapsed = bar.tasks[task].elapsed or 0
-            completed = bar.tasks[task].completed + 1
-            bar.update(task, advance=1, rate=f"{60 * completed / elapsed:.1f} nb/min" if elapsed else "")
+            completed_n = bar.tasks[task].completed + 1
+            bar.update(task, advance=1, rate=f"{60 * completed_n / elapsed:.1f} nb/min" if elapsed else "")
 
 
 def write_csv(path: Path, rows: list[Row]) -> None:
@@ -208,9 +224,9 @@ def print_rows(rows: list[Row], out: Path) -> None:
     console.print(f"feedback: {out / 'feedback'}/<student>/<lesson>/<lesson>.html")
 
 
-def main(*, submissions: str, out: str, workers: int = 1, force: bool = False) -> int:
+def main(*, submissions: str, out: str, workers: int = 1, force: bool = False, scheduler: str | None = None) -> int:
     try:
-        rows = grade(Path(submissions), Path(out), workers=workers, force=force)
+        rows = grade(Path(submissions), Path(out), workers=workers, force=force, scheduler=scheduler)
     except FileNotFoundError as e:
         print(f"error: {e}")
         return 2

@@ -94,3 +94,16 @@ def test_infinite_loop_and_dead_kernel_get_their_status_and_do_not_stop_the_clas
     assert rows["loops"].status == "timeout" and rows["loops"].score < 14
     assert rows["kills"].status == "kernel-died" and rows["kills"].score == 0
     assert rows["honest"].status == "ok" and rows["honest"].score == rows["honest"].max_score == 14
+
+
+def test_grading_on_a_dask_cluster_matches_the_local_pool(graded, tmp_path):
+    """Does `grade --scheduler` on a LocalCluster of worker processes give the same rows and gradebook?"""
+    from dask.distributed import LocalCluster
+    root, _, rows = graded
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        on_cluster = grade.grade(root / "submitted", tmp_path / "out", progress=False,
+                                 scheduler=cluster.scheduler_address)
+    assert on_cluster == rows
+    api = nbgrader_course.course_api(tmp_path / "out")
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        assert gb.find_submission_notebook(LESSON, LESSON, "ada").code_score == 14
