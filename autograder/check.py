@@ -13,17 +13,14 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.utils import determine_grade
 
 from . import notebooks, paths
 from .notebooks import NotebookError
+from .preprocessors import KERNEL_DIED, ExecuteKeepingProvenPoints
 
 CELL_TIMEOUT = 60
-TIMEOUT_ERROR = {"ename": "CellTimeoutError", "evalue": f"the cell ran longer than {CELL_TIMEOUT} s",
-                 "traceback": [f"CellTimeoutError: the cell ran longer than {CELL_TIMEOUT} s"]}
 
 
 @dataclass
@@ -125,16 +122,13 @@ def score_tests(executed: NotebookNode, source: NotebookNode) -> list[TestResult
 
 
 def execute(nb: NotebookNode, cwd: Path, *, timeout: int = CELL_TIMEOUT) -> str:
-    """Run every cell in a fresh kernel, errors included; returns 'ok' or 'kernel-died'."""
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            extra_arguments=["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"],
-                            interrupt_on_timeout=True, error_on_timeout=TIMEOUT_ERROR,
-                            resources={"metadata": {"path": str(cwd)}})
-    try:
-        client.execute()
-    except DeadKernelError:
-        return "kernel-died"
-    return "ok"
+    """Run every cell in a fresh kernel, errors included, as the grader does; returns 'ok' or 'kernel-died'."""
+    runner = ExecuteKeepingProvenPoints(timeout=timeout, kernel_name="python3",
+                                        extra_arguments=["--HistoryManager.hist_file=:memory:",
+                                                         "--IPKernelApp.log_level=ERROR"])
+    runner.preprocess(nb, {"metadata": {"path": str(cwd)}})
+    died = any(o.get("ename") == KERNEL_DIED for c in nb.cells for o in c.get("outputs", []))
+    return "kernel-died" if died else "ok"
 
 
 def check(path: str | Path, *, hidden: bool = False, device: str | None = None) -> Report:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import notebooks, paths
 from .nbgrader_course import course_api
+from .preprocessors import KERNEL_DIED
 
 CSV_COLUMNS = ["student", "lesson", "score", "max_score", "status"]
 CELL_TIMEOUT = 60          # seconds; every lesson's test cells take well under one
@@ -81,8 +82,8 @@ def autograde_one(out: Path, student: str, lesson: str, cell_timeout: int = CELL
         return _failure_status(result.get("log", "") + result.get("error", ""))
     api.generate_feedback(lesson, student)
     graded = notebooks.read(out / "autograded" / student / lesson / f"{lesson}.ipynb")
-    timed_out = any(o.get("ename") == "CellTimeoutError" for c in graded.cells for o in c.get("outputs", []))
-    return "timeout" if timed_out else "ok"
+    errors = {o.get("ename") for c in graded.cells for o in c.get("outputs", [])}
+    return "kernel-died" if KERNEL_DIED in errors else "timeout" if "CellTimeoutError" in errors else "ok"
 
 
 def autograded_scores(out: Path, student: str, lesson: str) -> tuple[float, float]:
@@ -155,7 +156,7 @@ def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False
     for job in jobs:
         status = statuses[f"{job.student}/{job.lesson}"]
         score, max_score = (0.0, None)
-        if status in ("ok", "timeout"):
+        if status in ("ok", "timeout", "kernel-died"):
             score, max_score = autograded_scores(out, job.student, job.lesson)
         rows.append(Row(job.student, job.lesson, score, max_score, status))
     rows.sort(key=lambda r: (r.student, r.lesson))

@@ -7,9 +7,12 @@ from pathlib import Path
 
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades, IgnorePattern,
+                                    LimitOutput, SaveAutoGrades)
 from traitlets.config import Config
+
+from .preprocessors import ExecuteKeepingProvenPoints
 
 COURSE_ID = "attention"
 
@@ -26,6 +29,9 @@ def course_config(root: Path, *, cell_timeout: int = 60) -> Config:
     c.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     c.Exchange.root = str(root / "exchange")       # unused, but nbgrader insists on a writable one
     c.Execute.timeout = cell_timeout
+    # nbgrader's list, with its Execute replaced: a dead kernel keeps the points already proven.
+    c.Autograde.autograde_preprocessors = [ExecuteKeepingProvenPoints, IgnorePattern, ClearMetadataPreprocessor,
+                                           LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
     c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
     # Deleted or edited test cells come back from the source notebook.
     c.OverwriteCells.add_missing_cells = True

@@ -113,3 +113,17 @@ def test_device_cuda_without_cuda_exits_2():
     """Does asking for CUDA where there is none give exit code 2 and one clear line?"""
     proc = run_cli("check", str(paths.lesson_path("02_bahdanau_attention")), "--device", "cuda")
     assert proc.returncode == 2 and "CUDA is not available" in proc.stderr
+
+
+def test_dead_kernel_keeps_proven_points_and_fails_the_rest(tmp_path):
+    """When a student's cell kills the kernel, do the tests before it keep their points, every test after
+    it score zero (not full marks for a test that never ran), and the report say kernel-died?"""
+    lesson = "02_bahdanau_attention"
+    path = tmp_path / f"{lesson}.ipynb"
+    nbformat.write(submissions.answered(lesson, {"context_vector": "import os\nos._exit(1)\n"}), path)
+    rc, report = check_json(path, "--hidden")
+    assert rc == 1 and report["status"] == "kernel-died"
+    points = points_by_function(report)
+    assert [points[f][0] for f in ("additive_scores", "dot_scores", "attention_weights")] == [2, 2, 3]
+    assert all(points[f][0] == 0 for f in ("context_vector", "attention_decoder_step", "attention_decode"))
+    assert "kernel died" in next(t["message"] for t in report["tests"] if t["function"] == "attention_decode")

@@ -79,11 +79,12 @@ def test_second_run_regrades_nothing(graded):
 
 
 def test_infinite_loop_and_dead_kernel_get_their_status_and_do_not_stop_the_class(tmp_path):
-    """Does a student who loops forever get `timeout` and one who kills the kernel `kernel-died`, while
-    an honest student graded beside them still gets full marks?"""
+    """Does a student who loops forever get `timeout`, and one who kills the kernel `kernel-died` with the
+    points proven before the death (nbgrader alone zeroes the notebook), while an honest student graded
+    beside them still gets full marks?"""
     students = {
         "loops": {"context_vector": "def context_vector(alpha, h):\n    while True:\n        pass\n"},
-        "kills": {"dot_scores": "import os\nos._exit(1)\n\ndef dot_scores(h, s, W_K, W_Q):\n    pass\n"},
+        "kills": {"context_vector": "import os\nos._exit(1)\n\ndef context_vector(alpha, h):\n    pass\n"},
         "honest": {},
     }
     for student, answers in students.items():
@@ -92,7 +93,8 @@ def test_infinite_loop_and_dead_kernel_get_their_status_and_do_not_stop_the_clas
     rows = {r.student: r for r in grade.grade(tmp_path / "in", tmp_path / "out", workers=2, progress=False,
                                               cell_timeout=10)}
     assert rows["loops"].status == "timeout" and rows["loops"].score < 14
-    assert rows["kills"].status == "kernel-died" and rows["kills"].score == 0
+    assert rows["kills"].status == "kernel-died"
+    assert rows["kills"].score == 7 and rows["kills"].max_score == 14      # the three tests before the death
     assert rows["honest"].status == "ok" and rows["honest"].score == rows["honest"].max_score == 14
 
 
