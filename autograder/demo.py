@@ -4,7 +4,8 @@ The class is made from the released lessons, so it always matches them:
   ada   answers every lesson correctly;
   ben   hands in every lesson untouched;
   cleo  gets one function per lesson wrong (a classic mistake) and leaves another one unanswered;
-  dev   hands in a notebook whose JSON is broken, and one for a lesson that does not exist.
+  dev   hands in a notebook whose JSON is broken, one for a lesson that does not exist, and one lesson
+        under another file name (found by its cells).
 """
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def build_class(root: Path) -> Path:
     (root / "dev").mkdir(parents=True, exist_ok=True)
     text = paths.lesson_path(lessons[0]).read_text()
     (root / "dev" / f"{lessons[0]}.ipynb").write_text(text[: len(text) // 2])       # cut off mid-file
-    (root / "dev" / "lesson_seven.ipynb").write_text(text)
+    nbformat.write(submissions.answered(lessons[-1]), root / "dev" / f"{lessons[-1]} (1).ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), root / "dev" / "lesson_seven.ipynb")      # no lesson's cells
     return root
 
 

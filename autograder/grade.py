@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import notebooks, paths
+from .check import identify_lesson
 from .nbgrader_course import course_api
 from .preprocessors import KERNEL_DIED
 
@@ -96,23 +97,45 @@ def autograded_scores(out: Path, student: str, lesson: str) -> tuple[float, floa
         return sum(g.score for g in tests), sum(g.max_score for g in tests)
 
 
+def _lessons_of(student_dir: Path) -> tuple[list[Row], dict[str, Path]]:
+    """The student's notebooks by lesson, and rows for the files that cannot be graded.
+
+    A notebook is matched to a lesson by its file name, or, renamed ("02 (1).ipynb"), by its cells.
+    Where two files claim one lesson, the one with the lesson's own name wins (even if it is broken).
+    """
+    known = set(paths.lesson_names())
+    rows, found, renamed = [], {}, {}
+    for path in sorted(student_dir.glob("*.ipynb")):
+        try:
+            nb = notebooks.read(path)
+        except notebooks.NotebookError:
+            rows.append(Row(student_dir.name, path.stem, 0.0, None, "invalid-notebook"))
+            found.setdefault(path.stem, []).append(None)          # it still claims its lesson
+            continue
+        try:
+            lesson = path.stem if path.stem in known else identify_lesson(path, nb)
+        except notebooks.NotebookError:
+            rows.append(Row(student_dir.name, path.stem, None, None, "unknown-lesson"))
+            continue
+        (found if lesson == path.stem else renamed).setdefault(lesson, []).append(path)
+    chosen = {}
+    for lesson in sorted(set(found) | set(renamed)):
+        first, *others = found.get(lesson, []) + renamed.get(lesson, [])
+        if first is not None:
+            chosen[lesson] = first
+        rows += [Row(student_dir.name, p.stem, None, None, "duplicate-lesson") for p in others if p is not None]
+    return rows, chosen
+
+
 def collect(submissions: Path, out: Path) -> tuple[list[Row], list[Job]]:
     """Sort every submitted file into a row that needs no grading (with its status) or a job."""
-    known = set(paths.lesson_names())
     rows, jobs = [], []
     tests_digest: dict[str, str] = {}
     for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
         student = student_dir.name
-        for path in sorted(student_dir.glob("*.ipynb")):
-            lesson = path.stem
-            if lesson not in known:
-                rows.append(Row(student, lesson, None, None, "unknown-lesson"))
-                continue
-            try:
-                notebooks.read(path)
-            except notebooks.NotebookError:
-                rows.append(Row(student, lesson, 0.0, None, "invalid-notebook"))
-                continue
+        skipped, chosen = _lessons_of(student_dir)
+        rows += skipped
+        for lesson, path in chosen.items():
             dest = out / "submitted" / student / lesson / f"{lesson}.ipynb"
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, dest)

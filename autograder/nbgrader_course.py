@@ -42,6 +42,8 @@ def course_config(root: Path, *, cell_timeout: int = 60) -> Config:
 
 
 def course_api(root: Path, **kwargs) -> NbGraderAPI:
-    config = course_config(Path(root).resolve(), **kwargs)
+    root = Path(root).resolve()
+    (root / "exchange").mkdir(parents=True, exist_ok=True)
+    config = course_config(root, **kwargs)
     coursedir = CourseDirectory(config=config)
     return NbGraderAPI(coursedir=coursedir, config=config)

@@ -24,8 +24,12 @@ def graded(tmp_path_factory):
         (root / "submitted" / student).mkdir(parents=True)
         nbformat.write(nb, root / "submitted" / student / f"{LESSON}.ipynb")
     (root / "submitted" / "dev").mkdir()
+    (root / "submitted" / "eve").mkdir()
+    nbformat.write(submissions.answered(LESSON), root / "submitted" / "eve" / "Copy of lesson 2.ipynb")
     (root / "submitted" / "dev" / f"{LESSON}.ipynb").write_text('{"cells": [}')
-    (root / "submitted" / "dev" / "07_transformers.ipynb").write_text("{}")
+    nbformat.write(nbformat.v4.new_notebook(), root / "submitted" / "dev" / "07_transformers.ipynb")
+    nbformat.write(submissions.answered(LESSON), root / "submitted" / "dev" / "my work (1).ipynb")
+    nbformat.write(submissions.answered(LESSON), root / "submitted" / "dev" / "copy of my work.ipynb")
     out = root / "out"
     rows = grade.grade(root / "submitted", out, workers=2, progress=False)
     return root, out, rows
@@ -38,11 +42,15 @@ def test_every_submission_has_a_row_with_a_status(graded):
         rows = {(r["student"], r["lesson"]): r for r in csv.DictReader(f)}
     assert list(next(iter(rows.values()))) == ["student", "lesson", "score", "max_score", "status"]
     assert rows[("ada", LESSON)]["score"] == rows[("ada", LESSON)]["max_score"] == "14"
+    assert rows[("eve", LESSON)]["score"] == "14"          # renamed, found by its cells
     assert rows[("ben", LESSON)]["score"] == "0"
     assert rows[("cleo", LESSON)]["score"] == "12"
     assert rows[("dev", LESSON)]["status"] == "invalid-notebook"
     assert rows[("dev", "07_transformers")]["status"] == "unknown-lesson"
     assert {r["status"] for k, r in rows.items() if k[0] != "dev"} == {"ok"}
+    # dev's lesson 02 comes three times: the broken file with the lesson's name claims it, and both
+    # copies under other names, recognized by their cells, are reported as duplicates.
+    assert rows[("dev", "my work (1)")]["status"] == rows[("dev", "copy of my work")]["status"] == "duplicate-lesson"
 
 
 def test_grades_are_in_nbgrader_gradebook(graded):
@@ -56,7 +64,7 @@ def test_grades_are_in_nbgrader_gradebook(graded):
         assert gb.find_grade("test_dot_scores", LESSON, LESSON, "cleo").score == 0
         assert gb.find_grade("test_attention_decode", LESSON, LESSON, "cleo").score == 4
         assert cleo.needs_manual_grade          # the written answer waits for the instructor
-        assert {s.id for s in gb.students} == {"ada", "ben", "cleo"}
+        assert {s.id for s in gb.students} == {"ada", "ben", "cleo", "eve"}
 
 
 def test_feedback_is_written_without_hidden_tests(graded):
