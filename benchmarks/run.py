@@ -1,6 +1,7 @@
 """The measurements behind BENCHMARKS.md: `make benchmark` (or `python benchmarks/run.py [PART ...]`).
 
 Parts:
+  kernels    the reference qkv_attention against F.scaled_dot_product_attention(scale=1.0);
   notebooks  every solution notebook top to bottom in a real kernel, full training: wall time and the
              lesson's own figures (accuracies, slopes, ...), read back from the kernel;
   seeds      lessons 01 and 02 re-run with model seeds 1 and 2 (the lessons train with seed 0);
@@ -148,7 +149,41 @@ def bench_grade(repeats: int = 3) -> dict:
     return summary
 
 
-PARTS = {"notebooks": bench_notebooks, "seeds": bench_seeds, "check": bench_check, "grade": bench_grade}
+def bench_kernels(repeats: int = 100) -> dict:
+    """The reference qkv_attention against PyTorch's fused SDPA (scale=1.0): batch 32, t = m = 256, d 64."""
+    import torch
+    import torch.nn.functional as F
+
+    from autograder import reference
+
+    qkv = reference.load("03_query_key_value").qkv_attention
+    g = torch.Generator().manual_seed(0)
+    Q, K, V = (torch.randn(32, 256, 64, generator=g) for _ in range(3))
+    mask = torch.rand(32, 1, 256, generator=g) > 0.1
+
+    def median_ms(*fns):
+        """Median time of each function, the calls interleaved so that drift in the machine hits both alike."""
+        times = [[] for _ in fns]
+        for fn in fns:
+            fn()                                                    # warm-up
+        for _ in range(repeats):
+            for fn, ts in zip(fns, times):
+                start = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - start)
+        return [round(1000 * statistics.median(ts), 2) for ts in times]
+
+    results = {}
+    for label, m in [("no mask", None), ("padding mask (32, 1, 256)", mask)]:
+        ours, sdpa = median_ms(lambda: qkv(Q, K, V, m),
+                               lambda: F.scaled_dot_product_attention(Q, K, V, attn_mask=m, scale=1.0))
+        results[label] = {"qkv_attention_ms": ours, "sdpa_ms": sdpa, "ratio": round(ours / sdpa, 2)}
+        print(f"qkv_attention vs SDPA, {label}: {ours} ms vs {sdpa} ms (x{ours / sdpa:.2f})", flush=True)
+    results["threads"] = torch.get_num_threads()
+    return results
+
+
+PARTS = {"kernels": bench_kernels, "notebooks": bench_notebooks, "seeds": bench_seeds, "check": bench_check, "grade": bench_grade}
 
 
 def main(argv: list[str]) -> int:
