@@ -34,7 +34,7 @@ class Row:
     lesson: str
     score: float | None
     max_score: float | None
-    status: str          # ok, invalid-notebook, unknown-lesson, timeout, kernel-died, autograde-failed
+    status: str  # ok, invalid-notebook, unknown-lesson, duplicate-lesson, timeout, kernel-died, autograde-failed
 
 
 @dataclass
@@ -87,14 +87,17 @@ def autograde_one(out: Path, student: str, lesson: str, cell_timeout: int = CELL
     return "kernel-died" if KERNEL_DIED in errors else "timeout" if "CellTimeoutError" in errors else "ok"
 
 
-def autograded_scores(out: Path, student: str, lesson: str) -> tuple[float, float]:
-    """(score, max_score) of the autograded test cells, read back from the gradebook."""
+def autograded_scores(out: Path, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(score, max_score) of the autograded test cells for each (student, lesson), from one gradebook session."""
     from nbgrader.api import Gradebook
     api = course_api(out)
+    scores = {}
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
-        nb = gb.find_submission_notebook(lesson, lesson, student)
-        tests = [g for g in nb.grades if g.cell_type == "code"]      # the written answers are markdown
-        return sum(g.score for g in tests), sum(g.max_score for g in tests)
+        for student, lesson in keys:
+            nb = gb.find_submission_notebook(lesson, lesson, student)
+            tests = [g for g in nb.grades if g.cell_type == "code"]      # the written answers are markdown
+            scores[student, lesson] = sum(g.score for g in tests), sum(g.max_score for g in tests)
+    return scores
 
 
 def _lessons_of(student_dir: Path) -> tuple[list[Row], dict[str, Path]]:
@@ -174,14 +177,11 @@ def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False
     todo = [j for j in jobs if state.get(f"{j.student}/{j.lesson}", {}).get("digest") != j.digest]
     if todo:
         prepare_lessons(out, {j.lesson for j in todo})
-    statuses = {key: value["status"] for key, value in state.items()}
-    _run_all(out, todo, workers, progress, statuses, state, state_path, cell_timeout, scheduler)
-    for job in jobs:
-        status = statuses[f"{job.student}/{job.lesson}"]
-        score, max_score = (0.0, None)
-        if status in ("ok", "timeout", "kernel-died"):
-            score, max_score = autograded_scores(out, job.student, job.lesson)
-        rows.append(Row(job.student, job.lesson, score, max_score, status))
+    _run_all(out, todo, workers, progress, state, state_path, cell_timeout, scheduler)
+    status = {(j.student, j.lesson): state[f"{j.student}/{j.lesson}"]["status"] for j in jobs}
+    scores = autograded_scores(out, [k for k, st in status.items() if st in ("ok", "timeout", "kernel-died")])
+    for key, st in status.items():
+        rows.append(Row(*key, *scores.get(key, (0.0, None)), st))
     rows.sort(key=lambda r: (r.student, r.lesson))
     write_csv(out / "grades.csv", rows)
     return rows
@@ -200,7 +200,7 @@ def _executor(workers: int, scheduler: str | None):
         yield pool.submit, as_completed
 
 
-def _run_all(out, todo, workers, progress, statuses, state, state_path, cell_timeout, scheduler=None):
+def _run_all(out, todo, workers, progress, state, state_path, cell_timeout, scheduler=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
@@ -210,9 +210,7 @@ def _run_all(out, todo, workers, progress, statuses, state, state_path, cell_tim
         futures = [submit(_run_job, out, job, cell_timeout) for job in todo]
         for done in completed(futures):
             job, status = done.result()
-            key = f"{job.student}/{job.lesson}"
-            statuses[key] = status
-            state[key] = {"digest": job.digest, "status": status}
+            state[f"{job.student}/{job.lesson}"] = {"digest": job.digest, "status": status}
             state_path.write_text(json.dumps(state, indent=1, sort_keys=True))
             elapsed = bar.tasks[task].elapsed or 0
             completed_n = bar.tasks[task].completed + 1
