@@ -18,7 +18,7 @@ from nbgrader.utils import determine_grade
 
 from . import notebooks, paths
 from .notebooks import NotebookError
-from .preprocessors import KERNEL_DIED, ExecuteKeepingProvenPoints
+from .preprocessors import KERNEL_DIED, TIMED_OUT, GradeOutsideKernel
 
 CELL_TIMEOUT = 60
 
@@ -121,14 +121,15 @@ def score_tests(executed: NotebookNode, source: NotebookNode) -> list[TestResult
     return results
 
 
-def execute(nb: NotebookNode, cwd: Path, *, timeout: int = CELL_TIMEOUT) -> str:
-    """Run every cell in a fresh kernel, errors included, as the grader does; returns 'ok' or 'kernel-died'."""
-    runner = ExecuteKeepingProvenPoints(timeout=timeout, kernel_name="python3",
-                                        extra_arguments=["--HistoryManager.hist_file=:memory:",
-                                                         "--IPKernelApp.log_level=ERROR"])
-    runner.preprocess(nb, {"metadata": {"path": str(cwd)}})
-    died = any(o.get("ename") == KERNEL_DIED for c in nb.cells for o in c.get("outputs", []))
-    return "kernel-died" if died else "ok"
+def execute(nb: NotebookNode, source: NotebookNode, *, timeout: int = CELL_TIMEOUT) -> str:
+    """Run the student's cells in a fresh kernel and the course's tests outside it, as the grader does.
+
+    Returns 'ok', 'kernel-died' or 'timeout'.
+    """
+    tests = {notebooks.grade_id(c): c.source for c in source.cells if notebooks.is_autograded_test(c)}
+    GradeOutsideKernel(cell_timeout=timeout, test_sources=tests).preprocess(nb, {})
+    errors = {o.get("ename") for c in nb.cells for o in c.get("outputs", [])}
+    return "kernel-died" if KERNEL_DIED in errors else "timeout" if TIMED_OUT in errors else "ok"
 
 
 def check(path: str | Path, *, hidden: bool = False, device: str | None = None) -> Report:
@@ -147,10 +148,9 @@ def check(path: str | Path, *, hidden: bool = False, device: str | None = None) 
     else:
         source = notebooks.read(paths.lesson_path(lesson))
     nb = with_course_tests(student, source)
-    os.environ["NBGRADER_EXECUTION"] = "autograde"      # the lesson skips its long demos, as under nbgrader
     if device:
         os.environ["ATTENTION_CHECK_DEVICE"] = device
-    status = execute(nb, path.parent)
+    status = execute(nb, source)
     return Report(notebook=str(path), lesson=lesson, tests=score_tests(nb, source), status=status)
 
 

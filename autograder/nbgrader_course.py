@@ -12,7 +12,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     LimitOutput, SaveAutoGrades)
 from traitlets.config import Config
 
-from .preprocessors import ExecuteKeepingProvenPoints
+from .preprocessors import GradeOutsideKernel
 
 COURSE_ID = "attention"
 
@@ -22,17 +22,19 @@ if _bin not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
 
 
-def course_config(root: Path, *, cell_timeout: int = 60) -> Config:
+def course_config(root: Path, *, cell_timeout: int = 60, sandboxed: bool | None = None) -> Config:
     c = Config()
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.course_id = COURSE_ID
     c.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     c.Exchange.root = str(root / "exchange")       # unused, but nbgrader insists on a writable one
-    c.Execute.timeout = cell_timeout
-    # nbgrader's list, with its Execute replaced: a dead kernel keeps the points already proven.
-    c.Autograde.autograde_preprocessors = [ExecuteKeepingProvenPoints, IgnorePattern, ClearMetadataPreprocessor,
+    # nbgrader's list, with its Execute replaced: the verdicts are computed outside the student's kernel.
+    c.Autograde.autograde_preprocessors = [GradeOutsideKernel, IgnorePattern, ClearMetadataPreprocessor,
                                            LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-    c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
+    c.GradeOutsideKernel.cell_timeout = cell_timeout
+    c.GradeOutsideKernel.course_id = COURSE_ID
+    if sandboxed is not None:
+        c.GradeOutsideKernel.sandboxed = sandboxed
     # Deleted or edited test cells come back from the source notebook.
     c.OverwriteCells.add_missing_cells = True
     # The feedback must not show the hidden tests' source.

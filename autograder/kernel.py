@@ -1,0 +1,279 @@
+"""A student's kernel as the grader sees it: started ahead of time, driven cell by cell, killed at the end.
+
+`Kernel` starts an IPython kernel (in the sandbox where `sandbox.unavailable()` is empty), imports torch
+and installs the bridge before any student code runs, executes the student's cells with limits on time
+and output, and carries the grader's bridge requests. Every wait polls the kernel's process, so a kernel
+that dies or hangs ends the wait at once or at its deadline; `kill()` ends the kernel and everything it
+started. `KernelPool` keeps the next kernel starting while the current one is graded.
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import inspect
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import zmq
+from jupyter_client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
+
+from . import bridge, sandbox
+
+START_TIMEOUT = 120
+MAX_OUTPUT_CHARS = 1_000_000     # per cell: a flood is cut here, the rest is dropped
+TRUNCATED = "\n[output truncated by the grader]\n"
+TIMEOUT, DIED = "CellTimeoutError", "DeadKernelError"
+
+_SETUP = """\
+import sys as _sys, types as _types
+import numpy, torch
+_bridge = _types.ModuleType("__attention_bridge__")
+exec(compile({source!r}, "<attention-bridge>", "exec"), _bridge.__dict__)
+_sys.modules["__attention_bridge__"] = _bridge
+_bridge.start_in_kernel(get_ipython())
+__attention_bridge__ = _bridge
+del _sys, _types, _bridge
+"""
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: a kernel must not outlive the grader process that started it."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Kernel:
+    def __init__(self, *, sandboxed: bool, limits: sandbox.Limits = sandbox.Limits()):
+        self.sandboxed = sandboxed
+        self.base = Path(tempfile.mkdtemp(prefix="attention-kernel-"))
+        self.workdir = self.base / "work"
+        self.workdir.mkdir()
+        self.proc: subprocess.Popen | None = None
+        self.client: BlockingKernelClient | None = None
+        self._setup_id = ""
+        self._launch(limits)
+
+    # -- life and death ------------------------------------------------------------------------------
+
+    def _launch(self, limits: sandbox.Limits) -> None:
+        """Start the kernel's process and queue the setup; returns at once (`ready()` waits for it)."""
+        connection = self.workdir / "kernel.json"
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(self.workdir),
+               "LANG": "C.UTF-8", "NBGRADER_EXECUTION": "autograde", "PYTHONDONTWRITEBYTECODE": "1",
+               "MPLBACKEND": "module://matplotlib_inline.backend_inline", "MPLCONFIGDIR": str(self.workdir / ".mpl"),
+               "IPYTHONDIR": str(self.workdir / ".ipython"), "JUPYTER_PLATFORM_DIRS": "1",
+               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        for name in ("LESSONKIT_QUICK", "ATTENTION_CHECK_DEVICE", "CUDA_VISIBLE_DEVICES"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection),
+                "--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=CRITICAL"]
+        if self.sandboxed:
+            uid = sandbox.new_uid()
+            write_connection_file(str(connection), transport="ipc", ip=str(self.workdir / "ipc"))
+            os.chown(self.workdir, uid, uid)
+            os.chown(connection, uid, uid)
+            self.workdir.chmod(0o700)
+            (self.base / "root").mkdir()
+            cmd = sandbox.command(argv, env, root=self.base / "root", workdir=self.workdir, uid=uid, limits=limits)
+            popen_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        else:
+            write_connection_file(str(connection), ip="127.0.0.1")
+            cmd, popen_env = argv, env
+        self.proc = subprocess.Popen(cmd, env=popen_env, cwd=self.workdir, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
+        self.client = BlockingKernelClient()
+        self.client.load_connection_file(str(connection))
+        self.client.start_channels()
+        # Queued now, run as soon as the kernel is up: torch is imported while the grader does other work.
+        self._setup_id = self.client.execute(_SETUP.format(source=inspect.getsource(bridge)), silent=True,
+                                             store_history=False)
+
+    def ready(self) -> "Kernel":
+        """Wait until the kernel has run its setup (raises PeerGone if it died or did not finish in time)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while self._setup_id:
+            if not self.alive():
+                raise bridge.PeerGone(f"the kernel did not start: {self.why_dead()}: {self._stderr()}")
+            if time.monotonic() > deadline:
+                raise bridge.PeerGone("the kernel did not start in time", "timeout")
+            if self.client.shell_channel.msg_ready() or self.client.shell_channel.socket.poll(200):
+                reply = self.client.shell_channel.get_msg(timeout=0)
+                if reply["parent_header"].get("msg_id") == self._setup_id:
+                    if reply["content"].get("status") != "ok":
+                        raise bridge.PeerGone(f"the kernel's setup failed: {reply['content'].get('evalue')}")
+                    self._setup_id = ""
+        return self
+
+    def _stderr(self) -> str:
+        try:
+            return self.proc.stderr.read(4000).decode(errors="replace").strip().splitlines()[-1]
+        except Exception:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """End the kernel and all it started: the namespace dies with its first process (unsandboxed:
+        the kernel's process group)."""
+        if self.client is not None:
+            self.client.stop_channels()
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc is not None and self.proc.stderr:
+            self.proc.stderr.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def why_dead(self) -> str:
+        code = self.proc.poll() if self.proc else None
+        if code is None:
+            return "the kernel stopped answering"
+        if code < 0 or code >= 128:
+            sig = -code if code < 0 else code - 128
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+            return f"the kernel was killed by {name}" + (" (out of memory?)" if sig == signal.SIGKILL else "")
+        return f"the kernel exited with status {code}"
+
+    # -- running code ---------------------------------------------------------------------------------
+
+    def execute(self, code: str, *, deadline: float, on_output=None, on_input=None, store_history=False) -> None:
+        """Run `code`; pass its outputs to `on_output(msg)` and its stdin prompts to `on_input(prompt) -> str`.
+
+        Raises bridge.PeerGone with status "timeout" at the deadline, "kernel-died" when the process ends.
+        """
+        if not self.alive():
+            raise bridge.PeerGone(self.why_dead())
+        client = self.client
+        msg_id = client.execute(code, silent=False, store_history=store_history, allow_stdin=on_input is not None,
+                                stop_on_error=False)
+        poller = zmq.Poller()
+        poller.register(client.iopub_channel.socket, zmq.POLLIN)
+        poller.register(client.stdin_channel.socket, zmq.POLLIN)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise bridge.PeerGone("the time limit was reached", "timeout")
+            events = dict(poller.poll(min(200, int(left * 1000) + 1)))
+            if not events and not self.alive():
+                raise bridge.PeerGone(self.why_dead())
+            if client.stdin_channel.socket in events:
+                request = client.stdin_channel.get_msg(timeout=0)
+                if request["parent_header"].get("msg_id") == msg_id:
+                    prompt = request["content"].get("prompt", "")
+                    client.input(on_input(prompt) if on_input else "")
+            if client.iopub_channel.socket in events:
+                msg = client.iopub_channel.get_msg(timeout=0)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+                if on_output:
+                    on_output(msg)
+        while client.shell_channel.msg_ready():
+            client.shell_channel.get_msg(timeout=0)
+
+    def run_cell(self, source: str, *, deadline: float) -> list:
+        """A student's cell: its outputs as notebook outputs. On PeerGone, the outputs so far are in `error.outputs`."""
+        collector = _Outputs()
+        try:
+            self.execute(source, deadline=deadline, on_output=collector.add, store_history=True)
+        except bridge.PeerGone as gone:
+            gone.outputs = collector.outputs
+            raise
+        return collector.outputs
+
+    def request(self, text: str, *, deadline: float, on_input) -> str:
+        """Send one bridge request; returns the kernel's reply (PeerGone if it sends none)."""
+        replies = []
+
+        def keep(msg):
+            data = msg["content"].get("data", {}) if msg["msg_type"] == "display_data" else {}
+            if bridge.MIME in data:
+                replies.append(data[bridge.MIME])
+
+        self.execute(f"__attention_bridge__.serve({text!r})", deadline=deadline, on_output=keep, on_input=on_input)
+        if not replies:
+            raise bridge.PeerGone("the kernel did not answer the grader (the bridge is gone)", "autograde-failed")
+        return replies[-1]
+
+
+class _Outputs:
+    """A cell's outputs, as nbclient would record them, with a cap on their size."""
+
+    def __init__(self):
+        self.outputs: list = []
+        self.chars = 0
+
+    def add(self, msg) -> None:
+        kind = msg["msg_type"]
+        if kind == "clear_output":
+            self.outputs.clear()
+            return
+        if kind not in ("stream", "display_data", "execute_result", "error"):
+            return
+        size = len(str(msg["content"]))
+        if self.chars >= MAX_OUTPUT_CHARS:
+            return
+        self.chars += size
+        if self.chars >= MAX_OUTPUT_CHARS:
+            self.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=TRUNCATED))
+            return
+        out = nbformat.v4.output_from_msg(msg)
+        if kind == "stream" and self.outputs and self.outputs[-1].get("name") == out.name \
+                and self.outputs[-1].output_type == "stream":
+            self.outputs[-1].text += out.text
+        else:
+            self.outputs.append(out)
+
+
+class KernelPool:
+    """Kernels started ahead of time: the next one boots (and imports torch) while the current one is graded.
+
+    A kernel is used for one notebook only, then killed.
+    """
+
+    def __init__(self, *, sandboxed: bool):
+        self.sandboxed = sandboxed
+        self._next: Kernel | None = None
+
+    def take(self) -> Kernel:
+        k = self._next if self._next is not None and self._next.alive() else Kernel(sandboxed=self.sandboxed)
+        self._next = Kernel(sandboxed=self.sandboxed)
+        try:
+            return k.ready()
+        except BaseException:
+            k.kill()
+            raise
+
+    def close(self) -> None:
+        if self._next is not None:
+            self._next.kill()
+            self._next = None
+
+
+_pools: dict[bool, KernelPool] = {}
+
+
+def pool(sandboxed: bool) -> KernelPool:
+    """This process's pool (one per process: a grading worker keeps it across notebooks)."""
+    if sandboxed not in _pools:
+        _pools[sandboxed] = KernelPool(sandboxed=sandboxed)
+        atexit.register(_pools[sandboxed].close)
+    return _pools[sandboxed]
