@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lab release benchmark clean
+.PHONY: demo test test-fast lab release benchmark benchmark-class clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -31,6 +31,9 @@ release: $(STAMP)  ## regenerate lessons/ from solutions/
 
 benchmark: $(STAMP)  ## the figures of BENCHMARKS.md
 	$(PY) benchmarks/run.py
+
+benchmark-class: $(STAMP)  ## a class of 100 students graded by plain nbgrader and by `grade` (ARGS="--students 20 --runs 1")
+	$(PY) benchmarks/class_benchmark.py $(ARGS)
 
 clean:
 	rm -rf demo-out .pytest_cache

@@ -121,13 +121,14 @@ def score_tests(executed: NotebookNode, source: NotebookNode) -> list[TestResult
     return results
 
 
-def execute(nb: NotebookNode, source: NotebookNode, *, timeout: int = CELL_TIMEOUT) -> str:
-    """Run the student's cells in a fresh kernel and the course's tests outside it, as the grader does.
+def execute(nb: NotebookNode, source: NotebookNode, cwd: Path, *, timeout: int = CELL_TIMEOUT) -> str:
+    """Run the student's cells in a fresh kernel in `cwd` and the course's tests outside it, as the grader
+    does (but unsandboxed: this is the student's own code, on the student's own machine).
 
     Returns 'ok', 'kernel-died' or 'timeout'.
     """
     tests = {notebooks.grade_id(c): c.source for c in source.cells if notebooks.is_autograded_test(c)}
-    GradeOutsideKernel(cell_timeout=timeout, test_sources=tests).preprocess(nb, {})
+    GradeOutsideKernel(cell_timeout=timeout, test_sources=tests, sandboxed=False, cwd=str(cwd)).preprocess(nb, {})
     errors = {o.get("ename") for c in nb.cells for o in c.get("outputs", [])}
     return "kernel-died" if KERNEL_DIED in errors else "timeout" if TIMED_OUT in errors else "ok"
 
@@ -150,7 +151,7 @@ def check(path: str | Path, *, hidden: bool = False, device: str | None = None) 
     nb = with_course_tests(student, source)
     if device:
         os.environ["ATTENTION_CHECK_DEVICE"] = device
-    status = execute(nb, source)
+    status = execute(nb, source, path.parent)
     return Report(notebook=str(path), lesson=lesson, tests=score_tests(nb, source), status=status)
 
 

@@ -23,6 +23,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="course folder for the gradebook, feedback and grades.csv")
     g.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="notebooks graded at once")
     g.add_argument("--force", action="store_true", help="regrade what is already graded")
+    g.add_argument("--cell-timeout", type=int, default=60, metavar="SECONDS",
+                   help="a cell (or one test's checks) running longer stops the notebook: status timeout")
+    g.add_argument("--no-sandbox", action="store_true",
+                   help="run the kernels without the sandbox (trusted submissions only; for comparison)")
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="grade on a Dask cluster (e.g. tcp://host:8786) instead of local processes")
 

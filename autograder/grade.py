@@ -13,15 +13,17 @@ import csv
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import notebooks, paths
+from . import notebooks, paths, sandbox
 from .check import identify_lesson
 from .nbgrader_course import course_api
-from .preprocessors import KERNEL_DIED
+from .preprocessors import KERNEL_DIED, TIMED_OUT
 
 CSV_COLUMNS = ["student", "lesson", "score", "max_score", "status"]
 CELL_TIMEOUT = 60          # seconds; every lesson's test cells take well under one
@@ -68,9 +70,11 @@ def _failure_status(log: str) -> str:
     return "autograde-failed"
 
 
-def autograde_one(out: Path, student: str, lesson: str, cell_timeout: int = CELL_TIMEOUT) -> str:
-    """Run nbgrader autograde and generate_feedback for one notebook; returns its status."""
-    api = course_api(out, cell_timeout=cell_timeout)
+def autograde_one(out: Path, student: str, lesson: str, **options) -> str:
+    """Run nbgrader autograde and generate_feedback for one notebook; returns its status.
+
+    `options` go to `course_api` (cell_timeout, sandboxed)."""
+    api = course_api(out, **options)
     result = api.autograde(lesson, student, force=True)
     if not result["success"]:
         # Never leave an older grade standing for a regrade that failed.
@@ -84,7 +88,7 @@ def autograde_one(out: Path, student: str, lesson: str, cell_timeout: int = CELL
     api.generate_feedback(lesson, student)
     graded = notebooks.read(out / "autograded" / student / lesson / f"{lesson}.ipynb")
     errors = {o.get("ename") for c in graded.cells for o in c.get("outputs", [])}
-    return "kernel-died" if KERNEL_DIED in errors else "timeout" if "CellTimeoutError" in errors else "ok"
+    return "kernel-died" if KERNEL_DIED in errors else "timeout" if TIMED_OUT in errors else "ok"
 
 
 def autograded_scores(out: Path, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, float]]:
@@ -149,20 +153,21 @@ def collect(submissions: Path, out: Path) -> tuple[list[Row], list[Job]]:
     return rows, jobs
 
 
-def _run_job(out: Path, job: Job, cell_timeout: int) -> tuple[Job, str]:
+def _run_job(out: Path, job: Job, options: dict) -> tuple[Job, str]:
     import warnings
     warnings.simplefilter("ignore")     # nbgrader's SQLAlchemy warnings are not the instructor's business
     try:
-        return job, autograde_one(out, job.student, job.lesson, cell_timeout)
+        return job, autograde_one(out, job.student, job.lesson, **options)
     except Exception as e:  # a worker must report, never take the class down
         return job, f"autograde-failed: {type(e).__name__}"
 
 
 def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False, progress: bool = True,
-          cell_timeout: int = CELL_TIMEOUT, scheduler: str | None = None) -> list[Row]:
+          cell_timeout: int = CELL_TIMEOUT, scheduler: str | None = None, sandboxed: bool | None = None) -> list[Row]:
     """Grade every notebook under `submissions` into the nbgrader course at `out`; returns the rows of grades.csv.
 
     A cell that runs longer than `cell_timeout` seconds is interrupted and the notebook marked `timeout`.
+    Kernels run in the sandbox where it is available (`sandboxed=None`), or as `sandboxed` says.
     With `scheduler` (a Dask scheduler's address) the notebooks are graded on that cluster's workers,
     which need this project installed and `out` on a file system they share; without it, on a local
     pool of `workers` processes. Either way only this process writes grades.csv and the state file.
@@ -177,7 +182,8 @@ def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False
     todo = [j for j in jobs if state.get(f"{j.student}/{j.lesson}", {}).get("digest") != j.digest]
     if todo:
         prepare_lessons(out, {j.lesson for j in todo})
-    _run_all(out, todo, workers, progress, state, state_path, cell_timeout, scheduler)
+    options = {"cell_timeout": cell_timeout, "sandboxed": sandboxed}
+    _run_all(out, todo, workers, progress, state, state_path, options, scheduler)
     status = {(j.student, j.lesson): state[f"{j.student}/{j.lesson}"]["status"] for j in jobs}
     scores = autograded_scores(out, [k for k, st in status.items() if st in ("ok", "timeout", "kernel-died")])
     for key, st in status.items():
@@ -200,24 +206,37 @@ def _executor(workers: int, scheduler: str | None):
         yield pool.submit, as_completed
 
 
-def _run_all(out, todo, workers, progress, state, state_path, cell_timeout, scheduler=None):
+def _run_all(out, todo, workers, progress, state, state_path, options, scheduler=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
     with Progress(*columns, disable=not progress or not todo) as bar, _executor(workers, scheduler) as (submit, completed):
         task = bar.add_task("grade", total=len(todo), rate="")
-        futures = [submit(_run_job, out, job, cell_timeout) for job in todo]
+        futures = [submit(_run_job, out, job, options) for job in todo]
         for done in completed(futures):
             job, status = done.result()
             state[f"{job.student}/{job.lesson}"] = {"digest": job.digest, "status": status}
-            state_path.write_text(json.dumps(state, indent=1, sort_keys=True))
+            _write_atomically(state_path, json.dumps(state, indent=1, sort_keys=True))
             elapsed = bar.tasks[task].elapsed or 0
             completed_n = bar.tasks[task].completed + 1
             bar.update(task, advance=1, rate=f"{60 * completed_n / elapsed:.1f} nb/min" if elapsed else "")
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """A grading run killed mid-write leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_csv(path: Path, rows: list[Row]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    _write_rows(tmp, rows)
+    os.replace(tmp, path)
+
+
+def _write_rows(path: Path, rows: list[Row]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
@@ -246,9 +265,15 @@ def print_rows(rows: list[Row], out: Path) -> None:
     console.print(f"feedback: {out / 'feedback'}/<student>/<lesson>/<lesson>.html")
 
 
-def main(*, submissions: str, out: str, workers: int = 1, force: bool = False, scheduler: str | None = None) -> int:
+def main(*, submissions: str, out: str, workers: int = 1, force: bool = False, scheduler: str | None = None,
+         cell_timeout: int = CELL_TIMEOUT, no_sandbox: bool = False) -> int:
+    reason = "--no-sandbox was given" if no_sandbox else sandbox.unavailable()
+    if reason:
+        print(f"warning: NOT SANDBOXED: {reason}. Students' code runs with your rights and can read and change "
+              "your files: grade untrusted work as root in a disposable container or VM.", file=sys.stderr)
     try:
-        rows = grade(Path(submissions), Path(out), workers=workers, force=force, scheduler=scheduler)
+        rows = grade(Path(submissions), Path(out), workers=workers, force=force, scheduler=scheduler,
+                     cell_timeout=cell_timeout, sandboxed=False if no_sandbox else None)
     except FileNotFoundError as e:
         print(f"error: {e}")
         return 2

@@ -53,8 +53,8 @@ def _die_with_parent() -> None:
 
 
 class Kernel:
-    def __init__(self, *, sandboxed: bool, limits: sandbox.Limits = sandbox.Limits()):
-        self.sandboxed = sandboxed
+    def __init__(self, *, sandboxed: bool, cwd: Path | None = None, limits: sandbox.Limits = sandbox.Limits()):
+        self.sandboxed, self.cwd = sandboxed, cwd
         self.base = Path(tempfile.mkdtemp(prefix="attention-kernel-"))
         self.workdir = self.base / "work"
         self.workdir.mkdir()
@@ -90,7 +90,7 @@ class Kernel:
         else:
             write_connection_file(str(connection), ip="127.0.0.1")
             cmd, popen_env = argv, env
-        self.proc = subprocess.Popen(cmd, env=popen_env, cwd=self.workdir, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(cmd, env=popen_env, cwd=self.cwd or self.workdir, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
                                      preexec_fn=_die_with_parent)
         self.client = BlockingKernelClient()
@@ -148,8 +148,8 @@ class Kernel:
         if code < 0 or code >= 128:
             sig = -code if code < 0 else code - 128
             name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-            return f"the kernel was killed by {name}" + (" (out of memory?)" if sig == signal.SIGKILL else "")
-        return f"the kernel exited with status {code}"
+            return f"the kernel died (killed by {name}" + (": out of memory?)" if sig == signal.SIGKILL else ")")
+        return f"the kernel died (it exited with status {code})"
 
     # -- running code ---------------------------------------------------------------------------------
 
@@ -253,7 +253,10 @@ class KernelPool:
         self.sandboxed = sandboxed
         self._next: Kernel | None = None
 
-    def take(self) -> Kernel:
+    def take(self, cwd: Path | None = None) -> Kernel:
+        """A ready kernel; with `cwd` (unsandboxed only), one started there, not a prestarted one."""
+        if cwd is not None:
+            return Kernel(sandboxed=False, cwd=cwd).ready()
         k = self._next if self._next is not None and self._next.alive() else Kernel(sandboxed=self.sandboxed)
         self._next = Kernel(sandboxed=self.sandboxed)
         try:

@@ -5,6 +5,7 @@ function; its test cell has grade_id `test_<function>`; a written answer has gra
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -28,7 +29,9 @@ def read(path: str | Path) -> NotebookNode:
     except UnicodeDecodeError:
         raise NotebookError(f"{path}: not a text file (is it a notebook?)") from None
     try:
-        nb = nbformat.reads(text, as_version=4)
+        with warnings.catch_warnings():      # duplicate cell ids are repaired on reading: nothing to report
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(text, as_version=4)
     except Exception as e:  # JSON errors, unknown nbformat versions, ...
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise NotebookError(f"{path}: not a valid notebook ({reason})") from None

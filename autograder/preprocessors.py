@@ -12,6 +12,7 @@ keeps the gradebook and writes the feedback as usual. Unlike Execute:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
@@ -30,11 +31,12 @@ class GradeOutsideKernel(NbGraderPreprocessor):
                      help="Run the kernel in the sandbox; None: wherever the sandbox is available.").tag(config=True)
     course_id = Unicode("attention", help="The gradebook's course id.").tag(config=True)
     test_sources = Dict(help="grade id -> source of the course's test cells; empty: read from the gradebook.")
+    cwd = Unicode("", help="Unsandboxed only: the kernel's working directory (default: an empty one).")
 
     def preprocess(self, nb: NotebookNode, resources: dict):
         sources = dict(self.test_sources) or _gradebook_test_sources(resources, self.course_id)
         sandboxed = self.sandboxed if self.sandboxed is not None else not sandbox.unavailable()
-        k = kernel.pool(sandboxed).take()
+        k = kernel.pool(sandboxed).take(Path(self.cwd) if self.cwd and not sandboxed else None)
         deadline = time.monotonic() + self.notebook_timeout
         cell_deadline = [deadline]
         peer = bridge.Peer(lambda text: k.request(text, deadline=cell_deadline[0], on_input=peer.handle))

@@ -2,9 +2,10 @@
 
 Fast tier: each catalog answer is executed in a namespace that already holds the lesson's reference
 functions and the notebooks' prelude names (so a composite answer calling other graded functions
-gets correct helpers), then handed to the lesson's checks directly, without a kernel. A WRONG answer
-must fail the hidden check with a CheckFailed naming its mistake (`says`); a CORRECT one must pass the
-visible and the hidden check.
+gets correct helpers), then handed to the lesson's checks without a kernel: directly, and through the
+bridge the grader uses to reach a kernel (`autograder/bridge.py`, wired back to back in this process),
+which must not change a single verdict or message. A WRONG answer must fail the hidden check with a
+CheckFailed naming its mistake (`says`); a CORRECT one must pass the visible and the hidden check.
 
 Slow tier: per lesson, real notebooks graded by `python -m autograder check --hidden --json` in real
 kernels: the first wrong answer of every function (each loses its points, nothing else does), the
@@ -32,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder import notebooks, paths, reference, submissions
+from autograder import bridge, notebooks, paths, reference, submissions
 from autograder.checks.core import CheckFailed
 from tests.conftest import points_by_function
 from tests.mistakes import catalog
@@ -94,16 +95,26 @@ def composites(lesson: str) -> list[str]:
             if any(re.search(rf"\b{re.escape(g)}\s*\(", sources[f]) for g in functions if g != f)]
 
 
-def student_function(answer: Answer):
+def student_function(answer: Answer, route: str = "direct"):
     """The answer's function (or class), defined in a fresh namespace holding the reference functions and
-    the prelude."""
+    the prelude; with route "bridge", a proxy that reaches it as the grader reaches a kernel."""
     ref = reference.load(answer.lesson)
     namespace = {**vars(ref), **PRELUDE, "__name__": "student"}
     exec(compile(answer.source, f"<catalog {answer.lesson}: {answer.id}>", "exec"), namespace)
     fn = namespace.get(answer.function)
     assert callable(fn) and fn is not getattr(ref, answer.function, None), \
         f"the catalog answer does not define {answer.function}"
-    return fn
+    return through_bridge(namespace, answer.function) if route == "bridge" else fn
+
+
+def through_bridge(namespace: dict, name: str):
+    """`namespace[name]` behind the grader's bridge: the two peers wired back to back, no kernel between."""
+    kernel_side = bridge.Peer(None, serves=bridge.KERNEL_SERVES, namespace=namespace)
+    grader_side = bridge.Peer(kernel_side.handle)
+    kernel_side.send = grader_side.handle
+    proxy = grader_side.request({"op": "lookup", "name": name})
+    assert isinstance(proxy, bridge.RemoteCallable)
+    return proxy
 
 
 def first_answers(answers: list[Answer], lesson: str) -> dict[str, Answer]:
@@ -125,23 +136,28 @@ def _hidden_check(checks: ModuleType, answer: Answer):
 
 # --- fast tier: the checks, called directly ---------------------------------------------------------
 
+ROUTES = ["direct", "bridge"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("answer", WRONG, ids=[a.id for a in WRONG])
-def test_wrong_answer_fails_the_hidden_check(answer: Answer):
+def test_wrong_answer_fails_the_hidden_check(answer: Answer, route: str):
     """Does the hidden check fail this wrong answer, with a message naming the mistake where it can?"""
     checks = checks_or_skip(answer.lesson)
     check = _hidden_check(checks, answer)
-    fn = student_function(answer)
+    fn = student_function(answer, route)
     with pytest.raises(CheckFailed) as failure:
         check(fn)
     assert answer.says in str(failure.value)
 
 
+@pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("answer", CORRECT, ids=[a.id for a in CORRECT])
-def test_correct_answer_passes_every_check(answer: Answer):
+def test_correct_answer_passes_every_check(answer: Answer, route: str):
     """Does this correct answer, written in another style than the reference, pass the visible and hidden checks?"""
     checks = checks_or_skip(answer.lesson)
     check = _hidden_check(checks, answer)
-    fn = student_function(answer)
+    fn = student_function(answer, route)
     getattr(checks, f"quick_check_{answer.function}")(fn)
     check(fn)
 

@@ -1,0 +1,112 @@
+"""The hostile class (tests/files/hostile/, built by tests/hostile.py) graded end to end with `grade`.
+
+Every student gets a row; honest students get full marks; no hostile student earns more than its
+wrong answers allow; the run ends within its time limits; nothing outside the output folder changes,
+and nothing changes the grades after the run (a detached process of the kernel's included).
+Needs the sandbox (Linux, root): without it the class would do what it says.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder import paths, sandbox
+from tests import hostile
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(bool(sandbox.unavailable()), reason=sandbox.unavailable() or "sandbox available")]
+
+CELL_TIMEOUT = 10
+RUN_LIMIT = 900          # seconds for the whole class on 2 workers, timeouts included
+
+
+def tree_digest(root: Path, skip: Path | None = None) -> dict[str, str]:
+    """Path -> sha256 of every file under `root` (minus `skip`, caches and the virtual environment)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not (skip and skip in p.parents) and not any(
+                part in (".venv", "__pycache__", ".pytest_cache", ".git", "demo-out") for part in p.parts):
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def grades_snapshot(out: Path) -> tuple[str, list]:
+    with sqlite3.connect(out / "gradebook.db") as db:
+        rows = db.execute("SELECT * FROM grade ORDER BY id").fetchall()
+    return (out / "grades.csv").read_text(), rows
+
+
+def sandbox_processes() -> list[int]:
+    """Processes running as a sandbox user id (sandbox.new_uid() draws them from 200000 up)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid >= 200_000:
+                pids.append(int(entry.name))
+        except FileNotFoundError:
+            pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile")
+    submissions = tmp / "class"
+    shutil.copytree(paths.REPO / "tests" / "files" / "hostile", submissions, ignore=shutil.ignore_patterns("*.md"))
+    out = tmp / "course"
+    before = tree_digest(paths.REPO), tree_digest(submissions)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out),
+                           "--workers", "2", "--cell-timeout", str(CELL_TIMEOUT)],
+                          capture_output=True, text=True, timeout=RUN_LIMIT)
+    seconds = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out / "grades.csv") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    return {"rows": rows, "out": out, "seconds": seconds, "before": before, "submissions": submissions,
+            "after_run": grades_snapshot(out)}
+
+
+def test_every_student_has_a_row(graded):
+    """One row per student of the class, and no row for a student who does not exist?"""
+    assert sorted(graded["rows"]) == sorted(s.name for s in hostile.STUDENTS)
+
+
+@pytest.mark.parametrize("student", hostile.STUDENTS, ids=[s.name for s in hostile.STUDENTS])
+def test_student_gets_no_more_than_its_answers_earn(graded, student):
+    """Does this student get an acceptable status and no more points than its correct answers are worth
+    (exactly full marks for an honest student)?"""
+    row = graded["rows"][student.name]
+    score = float(row["score"] or 0)
+    assert row["status"] in student.statuses, (student.attack, row)
+    assert score <= student.max_points, (student.attack, row)
+    if student.full_marks:
+        assert score == student.max_points and row["status"] == "ok", row
+
+
+def test_run_ends_within_its_time_limits(graded):
+    """Does the class finish in reasonable time although some cells loop forever and ignore signals?"""
+    assert graded["seconds"] < RUN_LIMIT
+
+
+def test_nothing_outside_the_output_folder_changes(graded):
+    """Are the repository (solutions, checks, tests) and the submitted files byte for byte unchanged?"""
+    repo_before, submissions_before = graded["before"]
+    assert tree_digest(paths.REPO) == repo_before
+    assert tree_digest(graded["submissions"]) == submissions_before
+
+
+def test_nothing_changes_the_grades_after_the_run(graded):
+    """With the run over, is no process of any kernel left (detached ones included), and are the gradebook
+    and grades.csv unchanged a few seconds later?"""
+    time.sleep(5)
+    assert sandbox_processes() == []
+    assert grades_snapshot(graded["out"]) == graded["after_run"]
