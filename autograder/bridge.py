@@ -308,6 +308,8 @@ class Peer:
     def handle(self, text: str) -> str:
         """Serve one request from the other side; returns the reply. Never raises."""
         try:
+            if not isinstance(text, str) or len(text) > MAX_MESSAGE_CHARS:
+                raise BadMessage("request too large")
             packet = json.loads(text)
             op = packet.get("op") if isinstance(packet, dict) else None
             if op not in self.serves:

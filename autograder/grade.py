@@ -28,6 +28,7 @@ from .preprocessors import KERNEL_DIED, TIMED_OUT
 CSV_COLUMNS = ["student", "lesson", "score", "max_score", "status"]
 CELL_TIMEOUT = 60          # seconds; every lesson's test cells take well under one
 STATE_FILE = ".grading-state.json"
+LOCKED_RETRIES = 3
 
 
 @dataclass
@@ -75,7 +76,11 @@ def autograde_one(out: Path, student: str, lesson: str, **options) -> str:
 
     `options` go to `course_api` (cell_timeout, sandboxed)."""
     api = course_api(out, **options)
-    result = api.autograde(lesson, student, force=True)
+    for _ in range(LOCKED_RETRIES):
+        result = api.autograde(lesson, student, force=True)
+        # Workers share one SQLite gradebook: a write that found it locked is retried, never lost.
+        if result["success"] or "database is locked" not in result.get("log", "") + result.get("error", ""):
+            break
     if not result["success"]:
         # Never leave an older grade standing for a regrade that failed.
         from nbgrader.api import Gradebook, MissingEntry

@@ -153,7 +153,8 @@ class Kernel:
 
     # -- running code ---------------------------------------------------------------------------------
 
-    def execute(self, code: str, *, deadline: float, on_output=None, on_input=None, store_history=False) -> None:
+    def execute(self, code: str, *, deadline: float, on_output=None, on_input=None, store_history=False,
+                silent=False) -> None:
         """Run `code`; pass its outputs to `on_output(msg)` and its stdin prompts to `on_input(prompt) -> str`.
 
         Raises bridge.PeerGone with status "timeout" at the deadline, "kernel-died" when the process ends.
@@ -161,7 +162,7 @@ class Kernel:
         if not self.alive():
             raise bridge.PeerGone(self.why_dead())
         client = self.client
-        msg_id = client.execute(code, silent=False, store_history=store_history, allow_stdin=on_input is not None,
+        msg_id = client.execute(code, silent=silent, store_history=store_history, allow_stdin=on_input is not None,
                                 stop_on_error=False)
         poller = zmq.Poller()
         poller.register(client.iopub_channel.socket, zmq.POLLIN)
@@ -206,9 +207,11 @@ class Kernel:
         def keep(msg):
             data = msg["content"].get("data", {}) if msg["msg_type"] == "display_data" else {}
             if bridge.MIME in data:
-                replies.append(data[bridge.MIME])
+                replies[:] = [data[bridge.MIME]]      # only the last one counts
 
-        self.execute(f"__attention_bridge__.serve({text!r})", deadline=deadline, on_output=keep, on_input=on_input)
+        # silent: no execute_input or execute_result to send; the reply is display data, which still flows.
+        self.execute(f"__attention_bridge__.serve({text!r})", deadline=deadline, on_output=keep, on_input=on_input,
+                     silent=True)
         if not replies:
             raise bridge.PeerGone("the kernel did not answer the grader (the bridge is gone)", "autograde-failed")
         return replies[-1]

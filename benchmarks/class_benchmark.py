@@ -10,7 +10,9 @@ Measured, for each side, median of R runs (default 3), the two sides alternating
   (a) plain nbgrader from a fresh course folder with nbgrader's default configuration: `nbgrader
       generate_assignment`, the files copied into submitted/<student>/<lesson>/ under their own names,
       one `nbgrader autograde LESSON --force` and one `nbgrader generate_feedback LESSON --force` per lesson;
-  (b) `python -m autograder grade SUBMISSIONS --out OUT --workers W --force` (W: the number of cores);
+  (b) `python -m autograder grade SUBMISSIONS --out OUT --workers W --force` (W: the number of cores),
+      kernels sandboxed (as root on Linux);
+  (c) the same with `--no-sandbox`: the cost of the sandbox;
   wall seconds, seconds per notebook and notebooks per minute (over every notebook file of the class),
   and the peak memory: the largest total RSS of the process tree under this script, sampled every 0.25 s.
 Also the floor for one notebook: start a kernel, `import torch`, shut it down (median of 5), against (b)'s
@@ -207,11 +209,11 @@ def grade_plain(class_dir: Path, manifest: list[dict], course: Path, log: Path) 
             "failed_commands": sorted(k for k, rc in rcs.items() if rc != 0)}
 
 
-def grade_ours(class_dir: Path, out: Path, workers: int, log: Path) -> dict:
-    """(b): `python -m autograder grade` on the class."""
+def grade_ours(class_dir: Path, out: Path, workers: int, log: Path, *extra: str) -> dict:
+    """(b), or (c) with extra=("--no-sandbox",): `python -m autograder grade` on the class."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "autograder", "grade", str(class_dir), "--out", str(out),
-           "--workers", str(workers), "--force"]
+           "--workers", str(workers), "--force", *extra]
     start = time.perf_counter()
     rc = _run(cmd, REPO, log)
     wall = time.perf_counter() - start
@@ -266,13 +268,15 @@ def summarize(runs: list[dict], notebooks: int) -> dict:
 
 
 def table(s: dict) -> str:
-    a, b = s["plain_nbgrader"], s["ours"]
+    a, b, c = s["plain_nbgrader"], s["ours"], s["ours_unsandboxed"]
     lines = ["| | median wall time | per notebook | notebooks/min | peak RSS (process tree) |",
              "| --- | --- | --- | --- | --- |",
              f"| (a) plain nbgrader: autograde + generate_feedback per lesson | {a['median_s']} s | "
              f"{a['per_notebook_s']} s | {a['notebooks_per_min']} | {a['peak_rss_mib']} MiB |",
              f"| (b) `autograder grade --workers {s['workers']}` | {b['median_s']} s | {b['per_notebook_s']} s | "
              f"{b['notebooks_per_min']} | {b['peak_rss_mib']} MiB |",
+             f"| (c) the same, `--no-sandbox` | {c['median_s']} s | {c['per_notebook_s']} s | "
+             f"{c['notebooks_per_min']} | {c['peak_rss_mib']} MiB |",
              f"| ratio (b)/(a) wall | {s['ratio_wall_ours_over_plain']} | | throughput (b)/(a): "
              f"{s['ratio_throughput_ours_over_plain']} | |",
              f"| floor: kernel start + `import torch` + shutdown | {s['floor']['median_s']} s | "
@@ -293,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=RESULTS, help="JSON file to merge the results into")
     args = p.parse_args(argv)
 
-    runs = {"plain_nbgrader": [], "ours": []}
+    runs = {"plain_nbgrader": [], "ours": [], "ours_unsandboxed": []}
     with tempfile.TemporaryDirectory(prefix="class-benchmark-") as tmp:
         tmp = Path(tmp)
         class_dir = tmp / "SUBMISSIONS"
@@ -314,18 +318,26 @@ def main(argv: list[str] | None = None) -> int:
                   f"({'one per file' if b['csv_one_row_per_file'] else 'MISMATCH'}), {b['statuses']}", flush=True)
             if b["rc"] != 0:
                 print((tmp / f"ours-{i}.log").read_text()[-3000:], flush=True)
+            c = measured(grade_ours, class_dir, tmp / "ours-unsandboxed", args.workers, tmp / f"unsandboxed-{i}.log",
+                         "--no-sandbox")
+            runs["ours_unsandboxed"].append(c)
+            print(f"run {i + 1}: (c) autograder grade --no-sandbox {c['wall_s']:.1f} s, "
+                  f"peak {c['peak_rss_mib']:.0f} MiB, rc {c['rc']}, {c['statuses']}", flush=True)
         floor = kernel_floor()
         print(f"floor (kernel + import torch + shutdown): {', '.join(f'{t:.2f}' for t in floor)} s", flush=True)
 
     summary = {"students": args.students, "notebooks": notebooks, "mix": mix, "repeats": args.runs,
                "workers": args.workers,
                "plain_nbgrader": summarize(runs["plain_nbgrader"], notebooks), "ours": summarize(runs["ours"], notebooks),
+               "ours_unsandboxed": summarize(runs["ours_unsandboxed"], notebooks),
                "floor": {"median_s": round(statistics.median(floor), 2), "runs": [round(t, 2) for t in floor]},
                "csv_one_row_per_file": all(r["csv_one_row_per_file"] for r in runs["ours"]),
                "machine": machine()}
     summary["ratio_wall_ours_over_plain"] = round(summary["ours"]["median_s"] / summary["plain_nbgrader"]["median_s"], 2)
     summary["ratio_throughput_ours_over_plain"] = round(
         summary["plain_nbgrader"]["median_s"] / summary["ours"]["median_s"], 2)
+    summary["sandbox_cost_per_notebook_s"] = round(
+        summary["ours"]["per_notebook_s"] - summary["ours_unsandboxed"]["per_notebook_s"], 2)
     summary["ours_per_notebook_over_floor"] = round(
         statistics.median(r["wall_s"] for r in runs["ours"]) / notebooks / statistics.median(floor), 2)
 

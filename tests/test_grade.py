@@ -117,3 +117,37 @@ def test_grading_on_a_dask_cluster_matches_the_local_pool(graded, tmp_path):
     api = nbgrader_course.course_api(tmp_path / "out")
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
         assert gb.find_submission_notebook(LESSON, LESSON, "ada").code_score == 14
+
+
+def test_killed_run_resumes_without_regrading_what_is_done(tmp_path):
+    """When the grading process is killed mid-class (SIGKILL, as a crash or a reboot would), does the next
+    run keep every grade already recorded, regrade none of them, and finish the rest?"""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    answered = submissions.answered("03_query_key_value")
+    for i in range(6):
+        (tmp_path / "in" / f"s{i}").mkdir(parents=True)
+        nbformat.write(answered, tmp_path / "in" / f"s{i}" / "03_query_key_value.ipynb")
+    out, state = tmp_path / "out", tmp_path / "out" / grade.STATE_FILE
+    proc = subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(tmp_path / "in"), "--out", str(out),
+                             "--workers", "1"], start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (state.is_file() and len(json.loads(state.read_text())) >= 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads(state.read_text())
+    assert 2 <= len(done) < 6, "the run was not killed mid-class"
+    graded_at = {key: (out / "autograded" / key.split("/")[0] / "03_query_key_value" / "03_query_key_value.ipynb")
+                 .stat().st_mtime_ns for key in done}
+    rows = grade.grade(tmp_path / "in", out, workers=1, progress=False)
+    assert [(r.student, r.score, r.status) for r in rows] == [(f"s{i}", 6, "ok") for i in range(6)]
+    for key, mtime in graded_at.items():
+        path = out / "autograded" / key.split("/")[0] / "03_query_key_value" / "03_query_key_value.ipynb"
+        assert path.stat().st_mtime_ns == mtime, f"{key} was graded again"
