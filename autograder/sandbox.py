@@ -53,9 +53,15 @@ def _visible_paths() -> list[str]:
     return sorted(p for p in needed if not any(p != q and p.startswith(q + os.sep) for q in needed))
 
 
+UID_SPAN = 2**24
+
+
 def new_uid() -> int:
-    """A user id no other kernel uses: it owns the kernel's files and caps its processes."""
-    return 200_000 + secrets.randbelow(2**30)
+    """A user id no other kernel uses: it owns the kernel's files and caps its processes.
+
+    Drawn from [base, base + 2^24), base 200000 or $ATTENTION_SANDBOX_UID_BASE (a test tells its kernels apart).
+    """
+    return int(os.environ.get("ATTENTION_SANDBOX_UID_BASE", 200_000)) + secrets.randbelow(UID_SPAN)
 
 
 _SCRIPT = r"""
@@ -76,7 +82,9 @@ mount -t tmpfs -o mode=1777,size=@TMP_BYTES@ tmpfs "$R/dev/shm"
 mount -t tmpfs -o mode=1777,size=@TMP_BYTES@ tmpfs "$R/tmp"
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 mkdir -p "$R$W"; mount --bind "$W" "$R$W"
-exec chroot "$R" setpriv --reuid="$U" --regid="$U" --clear-groups --no-new-privs --inh-caps=-all \
+# Not exec: this root shell stays the namespace's first process, so the kernel cannot kill it, and when it
+# dies (its parent, unshare, takes it down with the grader) every process of the namespace dies with it.
+chroot "$R" setpriv --reuid="$U" --regid="$U" --clear-groups --no-new-privs --inh-caps=-all \
   --bounding-set=-all prlimit --as=@MEMORY@ --nproc=@PROCESSES@ --fsize=@FILE_BYTES@ --core=0 -- \
   env -i -C "$W" "$@"
 """

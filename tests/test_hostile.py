@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -44,12 +45,15 @@ def grades_snapshot(out: Path) -> tuple[str, list]:
     return (out / "grades.csv").read_text(), rows
 
 
+UID_BASE = 2_000_000_000      # this run's kernels get user ids of their own, apart from other tests'
+
+
 def sandbox_processes() -> list[int]:
-    """Processes running as a sandbox user id (sandbox.new_uid() draws them from 200000 up)."""
+    """Processes running as a user id of this run's kernels."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and entry.stat().st_uid >= 200_000:
+            if entry.name.isdigit() and UID_BASE <= entry.stat().st_uid < UID_BASE + sandbox.UID_SPAN:
                 pids.append(int(entry.name))
         except FileNotFoundError:
             pass
@@ -66,7 +70,8 @@ def graded(tmp_path_factory):
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out),
                            "--workers", "2", "--cell-timeout", str(CELL_TIMEOUT)],
-                          capture_output=True, text=True, timeout=RUN_LIMIT)
+                          capture_output=True, text=True, timeout=RUN_LIMIT,
+                          env={**os.environ, "ATTENTION_SANDBOX_UID_BASE": str(UID_BASE)})
     seconds = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(out / "grades.csv") as f:

@@ -100,3 +100,18 @@ def test_kill_ends_detached_processes_too():
             break
         time.sleep(0.1)
     assert processes_of(uid) == []
+
+
+def test_kernel_dies_with_the_grading_process_that_started_it():
+    """When a grading worker dies without cleaning up (os._exit, SIGKILL, a crash), does its kernel,
+    prestarted or running, die with it instead of lingering?"""
+    import subprocess
+    import sys
+    code = ("import os\nfrom autograder import kernel\nk = kernel.Kernel(sandboxed=True).ready()\n"
+            "print(k.workdir.stat().st_uid, flush=True)\nos._exit(0)\n")
+    uid = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout)
+    for _ in range(50):
+        if not processes_of(uid):
+            break
+        time.sleep(0.1)
+    assert processes_of(uid) == []
