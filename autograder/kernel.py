@@ -90,9 +90,12 @@ class Kernel:
         else:
             write_connection_file(str(connection), ip="127.0.0.1")
             cmd, popen_env = argv, env
-        self.proc = subprocess.Popen(cmd, env=popen_env, cwd=self.cwd or self.workdir, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=_die_with_parent)
+        # The kernel's own stderr (C-level writes, start-up errors) goes to a file: a pipe nobody reads would
+        # block a kernel that writes much; the file is outside the sandbox, capped by its file size limit.
+        with open(self.base / "stderr.log", "wb") as stderr:
+            self.proc = subprocess.Popen(cmd, env=popen_env, cwd=self.cwd or self.workdir, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         self.client = BlockingKernelClient()
         self.client.load_connection_file(str(connection))
         self.client.start_channels()
@@ -117,10 +120,12 @@ class Kernel:
         return self
 
     def _stderr(self) -> str:
+        """The last line the kernel wrote to its stderr."""
         try:
-            return self.proc.stderr.read(4000).decode(errors="replace").strip().splitlines()[-1]
-        except Exception:
+            lines = (self.base / "stderr.log").read_bytes()[-4000:].decode(errors="replace").strip().splitlines()
+        except OSError:
             return ""
+        return lines[-1] if lines else ""
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -137,8 +142,6 @@ class Kernel:
                 pass
             self.proc.kill()
             self.proc.wait()
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
     def why_dead(self) -> str:

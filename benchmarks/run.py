@@ -5,8 +5,8 @@ Parts:
   notebooks  every solution notebook top to bottom in a real kernel, full training: wall time and the
              lesson's own figures (accuracies, slopes, ...), read back from the kernel;
   seeds      lessons 01 and 02 re-run with model seeds 1 and 2 (the lessons train with seed 0);
-  check      `python -m autograder check --hidden` on the solution and on the untouched lesson;
-  grade      `python -m autograder grade` on the demo class against plain `nbgrader autograde`.
+  check      `python -m autograder check --hidden` on the solution and on the untouched lesson.
+A whole class graded against plain nbgrader is `benchmarks/class_benchmark.py` (`make benchmark-class`).
 Results are printed and written to benchmarks/results.json; BENCHMARKS.md quotes them.
 """
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -110,45 +109,6 @@ def bench_check(repeats: int = 5) -> dict:
     return results
 
 
-def bench_grade(repeats: int = 3) -> dict:
-    """The demo class graded by `grade` (2 workers) and by plain `nbgrader autograde` over the assignment."""
-    from autograder import demo, grade, nbgrader_course
-
-    results = {"ours": [], "plain_nbgrader": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        class_dir = demo.build_class(Path(tmp, "class"))
-        gradable = [p for p in class_dir.glob("*/*.ipynb") if p.parent.name != "dev"]
-        for _ in range(repeats):
-            out = Path(tmp, "ours")
-            shutil.rmtree(out, ignore_errors=True)
-            start = time.perf_counter()
-            grade.grade(class_dir, out, workers=2, force=True, progress=False)
-            results["ours"].append(time.perf_counter() - start)
-
-            course = Path(tmp, "plain")
-            shutil.rmtree(course, ignore_errors=True)
-            grade.prepare_lessons(course, {p.stem for p in gradable})
-            for p in gradable:
-                dest = course / "submitted" / p.parent.name / p.stem / p.name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(p, dest)
-            config = course / "nbgrader_config.py"
-            config.write_text(f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
-                              f"c.CourseDirectory.course_id = {nbgrader_course.COURSE_ID!r}\n")
-            start = time.perf_counter()
-            for lesson in sorted({p.stem for p in gradable}):
-                subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "autograde", lesson, "--force"],
-                               cwd=course, capture_output=True, check=False)
-            results["plain_nbgrader"].append(time.perf_counter() - start)
-        n = len(gradable)
-    summary = {k: {"median_s": round(statistics.median(v), 1), "per_notebook_s": round(statistics.median(v) / n, 2),
-                   "runs": [round(x, 1) for x in v]} for k, v in results.items()}
-    summary["notebooks"] = n
-    summary["ratio_ours_over_plain"] = round(summary["ours"]["median_s"] / summary["plain_nbgrader"]["median_s"], 2)
-    print(json.dumps(summary, indent=1), flush=True)
-    return summary
-
-
 def bench_kernels(repeats: int = 100) -> dict:
     """The reference qkv_attention against PyTorch's fused SDPA (scale=1.0): batch 32, t = m = 256, d 64."""
     import torch
@@ -183,7 +143,7 @@ def bench_kernels(repeats: int = 100) -> dict:
     return results
 
 
-PARTS = {"kernels": bench_kernels, "notebooks": bench_notebooks, "seeds": bench_seeds, "check": bench_check, "grade": bench_grade}
+PARTS = {"kernels": bench_kernels, "notebooks": bench_notebooks, "seeds": bench_seeds, "check": bench_check}
 
 
 def main(argv: list[str]) -> int:
