@@ -216,7 +216,8 @@ class Kernel:
         self.execute(f"__attention_bridge__.serve({text!r})", deadline=deadline, on_output=keep, on_input=on_input,
                      silent=True)
         if not replies:
-            raise bridge.PeerGone("the kernel did not answer the grader (the bridge is gone)", "autograde-failed")
+            raise bridge.PeerGone("the grader could not reach your functions in the kernel: does a cell change how "
+                                  "IPython runs code, or delete __attention_bridge__?", "autograde-failed")
         return replies[-1]
 
 
