@@ -98,12 +98,15 @@ def autograde_one(out: Path, student: str, lesson: str, **options) -> str:
 
 def autograded_scores(out: Path, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, float]]:
     """(score, max_score) of the autograded test cells for each (student, lesson), from one gradebook session."""
-    from nbgrader.api import Gradebook
+    from nbgrader.api import Gradebook, MissingEntry
     api = course_api(out)
     scores = {}
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
         for student, lesson in keys:
-            nb = gb.find_submission_notebook(lesson, lesson, student)
+            try:
+                nb = gb.find_submission_notebook(lesson, lesson, student)
+            except MissingEntry:         # nothing recorded: the row keeps its status, with no score
+                continue
             tests = [g for g in nb.grades if g.cell_type == "code"]      # the written answers are markdown
             scores[student, lesson] = sum(g.score for g in tests), sum(g.max_score for g in tests)
     return scores

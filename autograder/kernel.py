@@ -107,8 +107,9 @@ class Kernel:
         """Wait until the kernel has run its setup (raises PeerGone if it died or did not finish in time)."""
         deadline = time.monotonic() + START_TIMEOUT
         while self._setup_id:
-            if not self.alive():
-                raise bridge.PeerGone(f"the kernel did not start: {self.why_dead()}: {self._stderr()}")
+            if not self.alive():        # the grader's trouble, not the student's: not "kernel-died"
+                raise bridge.PeerGone(f"the kernel did not start (exit status {self.proc.poll()}): {self._stderr()}",
+                                      "autograde-failed")
             if time.monotonic() > deadline:
                 raise bridge.PeerGone("the kernel did not start in time", "timeout")
             if self.client.shell_channel.msg_ready() or self.client.shell_channel.socket.poll(200):

@@ -68,18 +68,19 @@ _SCRIPT = r"""
 set -eu
 R=$1 W=$2 U=$3; shift 3
 mount -t tmpfs -o mode=0755,size=16m tmpfs "$R"
-ro() { mkdir -p "$R$1"; mount --bind "$1" "$R$1"; mount -o remount,bind,ro,nosuid,nodev "$R$1"; }
-for d in @SYSTEM_DIRS@ @VISIBLE@; do [ -e "$d" ] && ro "$d"; done
-for l in @ROOT_LINKS@; do
-  if [ -L "/$l" ]; then ln -s "$(readlink "/$l")" "$R/$l"; elif [ -d "/$l" ]; then ro "/$l"; fi
-done
+# The empty scratch folders first: what is bound next may live under /tmp (a clone of the course there).
 mkdir -p "$R/dev" "$R/proc" "$R/tmp"
+mount -t tmpfs -o mode=1777,size=@TMP_BYTES@ tmpfs "$R/tmp"
 mount -t tmpfs -o mode=0755,size=1m tmpfs "$R/dev"
 for n in @DEVICES@; do touch "$R/dev/$n"; mount --bind "/dev/$n" "$R/dev/$n"; done
 ln -s /proc/self/fd "$R/dev/fd"
 mkdir -p "$R/dev/shm"
 mount -t tmpfs -o mode=1777,size=@TMP_BYTES@ tmpfs "$R/dev/shm"
-mount -t tmpfs -o mode=1777,size=@TMP_BYTES@ tmpfs "$R/tmp"
+ro() { mkdir -p "$R$1"; mount --bind "$1" "$R$1"; mount -o remount,bind,ro,nosuid,nodev "$R$1"; }
+for d in @SYSTEM_DIRS@ @VISIBLE@; do [ -e "$d" ] && ro "$d"; done
+for l in @ROOT_LINKS@; do
+  if [ -L "/$l" ]; then ln -s "$(readlink "/$l")" "$R/$l"; elif [ -d "/$l" ]; then ro "/$l"; fi
+done
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 mkdir -p "$R$W"; mount --bind "$W" "$R$W"
 # Not exec: this root shell stays the namespace's first process, so the kernel cannot kill it, and when it

@@ -115,3 +115,20 @@ def test_kernel_dies_with_the_grading_process_that_started_it():
             break
         time.sleep(0.1)
     assert processes_of(uid) == []
+
+
+def test_python_and_lessonkit_are_visible_wherever_they_live(monkeypatch):
+    """Does the kernel still see what it needs when that lives under /tmp (a clone of the course there),
+    although the sandbox gives it a /tmp of its own (where another file of the real /tmp is not)?"""
+    import tempfile
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp, tempfile.NamedTemporaryFile(dir="/tmp") as other:
+        (Path(tmp) / "marker.txt").write_text("visible")
+        Path(tmp).chmod(0o755)
+        needed = sandbox._visible_paths()
+        monkeypatch.setattr(sandbox, "_visible_paths", lambda: needed + [tmp])
+        k = kernel.Kernel(sandboxed=True).ready()
+        try:
+            assert "visible" in run(k, f"print(open({str(Path(tmp) / 'marker.txt')!r}).read())")
+            assert "False" in run(k, f"import os\nprint(os.path.exists({other.name!r}))")
+        finally:
+            k.kill()
