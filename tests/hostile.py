@@ -111,21 +111,9 @@ def _mistake(answers, function: str, name: str) -> str:
 
 # --- the answers the attacks wrap ----------------------------------------------------------------------
 
-CORRECT_PROJECT = _cell("""
-    def project_qkv(h, s, W_Q, W_K, W_V):
-        return s @ W_Q.T, h @ W_K.T, h @ W_V.T
-""")
-
-CORRECT_ATTENTION = _cell("""
-    def qkv_attention(Q, K, V, mask=None):
-        scores = Q @ K.transpose(-2, -1)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=-1)
-        if mask is not None:
-            weights = weights * mask
-        return weights @ V, weights
-""")
+# The reference answers, as a student would type them.
+CORRECT_PROJECT = submissions.solution_sources("03_query_key_value")["project_qkv"]
+CORRECT_ATTENTION = submissions.solution_sources("03_query_key_value")["qkv_attention"]
 
 # Wrong, but with the right shapes, dtype, device, finite values and gradients: only comparing the values
 # with the reference's can tell (the checks' other tests all pass).
