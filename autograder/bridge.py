@@ -391,8 +391,7 @@ class Peer:
         return {"value": None}
 
     def _serve_release(self, packet):
-        self.exported.clear()
-        self.graphs.clear()
+        self.release()
         return {"value": None}
 
     def release(self) -> None:

@@ -101,7 +101,6 @@ def run(source: str, peer: bridge.Peer) -> list:
         peer.release()
     if printed.getvalue():
         outputs.insert(0, nbformat.v4.new_output("stream", name="stdout", text=printed.getvalue()))
-    if peer.send is not None:
-        with contextlib.suppress(bridge.RemoteError, bridge.BadMessage):
-            peer.exchange({"op": "release"})
+    with contextlib.suppress(bridge.RemoteError, bridge.BadMessage):      # the kernel forgets them too
+        peer.exchange({"op": "release"})
     return outputs
