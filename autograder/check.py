@@ -18,7 +18,7 @@ from nbgrader.utils import determine_grade
 
 from . import notebooks, paths
 from .notebooks import NotebookError
-from .preprocessors import KERNEL_DIED, TIMED_OUT, GradeOutsideKernel
+from .preprocessors import GradeOutsideKernel, status_of
 
 CELL_TIMEOUT = 60
 
@@ -129,8 +129,7 @@ def execute(nb: NotebookNode, source: NotebookNode, cwd: Path, *, timeout: int =
     """
     tests = {notebooks.grade_id(c): c.source for c in source.cells if notebooks.is_autograded_test(c)}
     GradeOutsideKernel(cell_timeout=timeout, test_sources=tests, sandboxed=False, cwd=str(cwd)).preprocess(nb, {})
-    errors = {o.get("ename") for c in nb.cells for o in c.get("outputs", [])}
-    return "kernel-died" if KERNEL_DIED in errors else "timeout" if TIMED_OUT in errors else "ok"
+    return status_of(nb)
 
 
 def check(path: str | Path, *, hidden: bool = False, device: str | None = None) -> Report:

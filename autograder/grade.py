@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 from . import notebooks, paths, sandbox
 from .check import identify_lesson
 from .nbgrader_course import course_api
-from .preprocessors import KERNEL_DIED, TIMED_OUT
+from .preprocessors import status_of
 
 CSV_COLUMNS = ["student", "lesson", "score", "max_score", "status"]
 CELL_TIMEOUT = 60          # seconds; every lesson's test cells take well under one
@@ -91,9 +92,7 @@ def autograde_one(out: Path, student: str, lesson: str, **options) -> str:
                 pass
         return _failure_status(result.get("log", "") + result.get("error", ""))
     api.generate_feedback(lesson, student)
-    graded = notebooks.read(out / "autograded" / student / lesson / f"{lesson}.ipynb")
-    errors = {o.get("ename") for c in graded.cells for o in c.get("outputs", [])}
-    return "kernel-died" if KERNEL_DIED in errors else "timeout" if TIMED_OUT in errors else "ok"
+    return status_of(notebooks.read(out / "autograded" / student / lesson / f"{lesson}.ipynb"))
 
 
 def autograded_scores(out: Path, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, float]]:
@@ -239,20 +238,15 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def write_csv(path: Path, rows: list[Row]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    _write_rows(tmp, rows)
-    os.replace(tmp, path)
-
-
-def _write_rows(path: Path, rows: list[Row]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            d = asdict(row)
-            d["score"] = "" if d["score"] is None else f"{d['score']:g}"
-            d["max_score"] = "" if d["max_score"] is None else f"{d['max_score']:g}"
-            writer.writerow(d)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        d = asdict(row)
+        d["score"] = "" if d["score"] is None else f"{d['score']:g}"
+        d["max_score"] = "" if d["max_score"] is None else f"{d['max_score']:g}"
+        writer.writerow(d)
+    _write_atomically(path, text.getvalue())
 
 
 def print_rows(rows: list[Row], out: Path) -> None:

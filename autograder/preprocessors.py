@@ -71,6 +71,12 @@ class GradeOutsideKernel(NbGraderPreprocessor):
         return nb, resources
 
 
+def status_of(nb: NotebookNode) -> str:
+    """'kernel-died', 'timeout' or 'ok': how the grading of a notebook this preprocessor ran ended."""
+    errors = {o.get("ename") for c in nb.cells for o in c.get("outputs", [])}
+    return "kernel-died" if KERNEL_DIED in errors else "timeout" if TIMED_OUT in errors else "ok"
+
+
 def _stopped_output(gone: bridge.PeerGone, *, ran: bool) -> NotebookNode:
     reason = str(gone) if ran else f"not run: an earlier cell stopped the kernel ({gone})"
     return verdicts.error_output(STOPPED[gone.status], reason)
