@@ -16,8 +16,9 @@ import os
 import secrets
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+
+from .settings import Limits
 
 TOOLS = ("unshare", "chroot", "setpriv", "prlimit", "env", "mount")
 SYSTEM_DIRS = ("/usr", "/etc", "/sys")
@@ -35,14 +36,6 @@ def unavailable() -> str:
     if missing:
         return f"the sandbox needs util-linux and coreutils: {', '.join(missing)} not found"
     return ""
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory_bytes: int = 8 * 2**30      # address space: torch alone maps about 1.5 GiB
-    processes: int = 64
-    file_bytes: int = 64 * 2**20
-    tmp_bytes: int = 64 * 2**20
 
 
 def _visible_paths() -> list[str]:
