@@ -14,7 +14,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-demo: $(STAMP)  ## release the lessons, grade the bundled demo class, print the grade table
+demo: $(STAMP)  ## release the lessons into demo-out/lessons (lessons/ is left alone), grade the bundled demo class, print the grade table
 	$(PY) -m autograder demo --out demo-out
 
 test: $(STAMP)  ## the whole test suite: notebooks in real kernels, the real nbgrader
@@ -24,10 +24,10 @@ test-fast: $(STAMP)  ## the tests that need no kernel
 	$(PY) -m pytest -m "not slow"
 
 lab: $(STAMP)  ## JupyterLab on the student notebooks
-	$(VENV)/bin/jupyter lab lessons/
+	$(VENV)/bin/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) lessons/
 
-release: $(STAMP)  ## regenerate lessons/ from solutions/
-	$(PY) -m autograder release
+release: $(STAMP)  ## regenerate lessons/ from solutions/ (refuses to overwrite a lesson edited since its release; ARGS=--force)
+	$(PY) -m autograder release $(ARGS)
 
 benchmark: $(STAMP)  ## the figures of BENCHMARKS.md
 	$(PY) benchmarks/run.py

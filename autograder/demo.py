@@ -1,7 +1,8 @@
-"""`demo`: release the lessons, then grade a small bundled class with nbgrader and print the table.
+"""`demo`: release the lessons into the demo's own folder (never lessons/), then grade a small bundled class with nbgrader and print the table.
 
 The class is made from the released lessons, so it always matches them:
-  ada   answers every lesson correctly;
+  ada   answers every lesson correctly and answers the written questions (grade ids `written_*`),
+        which the instructor grades by hand in the formgrader;
   ben   hands in every lesson untouched;
   cleo  gets one function per lesson wrong (a classic mistake) and leaves another one unanswered;
   dev   hands in a notebook whose JSON is broken, one for a lesson that does not exist, and one lesson
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import grade, paths, release, submissions
+from . import grade, notebooks, paths, release, submissions
 
 # One classic mistake per lesson, as a student would type it.
 MISTAKES = {
@@ -60,36 +61,60 @@ MISTAKES = {
 }
 
 
-def build_class(root: Path) -> Path:
-    """Write the demo class's notebooks under root/<student>/<lesson>.ipynb; returns root."""
+WRITTEN_ANSWER = ("The weights are recomputed from the current decoder state, so each output attends "
+                  "to the source positions it needs; a plain Seq2Seq must squeeze all of them into h_m.")
+
+
+def answered(released: Path, lesson: str, answers: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """The lesson as released into `released`, its answer cells filled (see submissions.answered)."""
+    nb = notebooks.read(released / f"{lesson}.ipynb")
+    filled = {**submissions.solution_sources(lesson), **(answers or {})}
+    for cell in nb.cells:
+        gid = notebooks.grade_id(cell)
+        if notebooks.nbgrader_meta(cell).get("solution") and filled.get(gid):
+            cell.source = filled[gid]
+    return nb
+
+
+def written_ids(released: Path, lesson: str) -> list[str]:
+    """The grade ids of the lesson's written questions (answer cells graded by hand)."""
+    nb = notebooks.read(released / f"{lesson}.ipynb")
+    return [gid for cell in nb.cells if (gid := notebooks.grade_id(cell) or "").startswith("written_")]
+
+
+def build_class(root: Path, released: Path = paths.LESSONS) -> Path:
+    """Write the demo class's notebooks, made from the lessons in `released`, under root/<student>/<lesson>.ipynb."""
     if root.exists():
         shutil.rmtree(root)
-    lessons = paths.lesson_names()
+    lessons = sorted(p.stem for p in released.glob("[0-9][0-9]_*.ipynb"))
     for lesson in lessons:
         graded = [fn for fn in submissions.solution_sources(lesson)]
         wrong = MISTAKES.get(lesson, {})
         # With two functions or fewer, one wrong answer is enough; more leave one unanswered too.
         unanswered = next((fn for fn in graded if fn not in wrong), None) if len(graded) > 2 else None
+        written = {gid: WRITTEN_ANSWER for gid in written_ids(released, lesson)}
         notebooks_by_student = {
-            "ada": submissions.answered(lesson),
-            "ben": submissions.answered(lesson, {fn: "" for fn in graded}),
-            "cleo": submissions.answered(lesson, {**wrong, **({unanswered: ""} if unanswered else {})}),
+            "ada": answered(released, lesson, written),
+            "ben": answered(released, lesson, {fn: "" for fn in graded}),
+            "cleo": answered(released, lesson, {**wrong, **({unanswered: ""} if unanswered else {})}),
         }
         for student, nb in notebooks_by_student.items():
             (root / student).mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, root / student / f"{lesson}.ipynb")
     (root / "dev").mkdir(parents=True, exist_ok=True)
-    text = paths.lesson_path(lessons[0]).read_text()
+    text = (released / f"{lessons[0]}.ipynb").read_text()
     (root / "dev" / f"{lessons[0]}.ipynb").write_text(text[: len(text) // 2])       # cut off mid-file
-    nbformat.write(submissions.answered(lessons[-1]), root / "dev" / f"{lessons[-1]} (1).ipynb")
+    nbformat.write(answered(released, lessons[-1]), root / "dev" / f"{lessons[-1]} (1).ipynb")
     nbformat.write(nbformat.v4.new_notebook(), root / "dev" / "lesson_seven.ipynb")      # no lesson's cells
     return root
 
 
 def main(*, out: str = "demo-out", workers: int = 1) -> int:
     out_dir = Path(out).resolve()
-    release.main()
-    class_dir = build_class(out_dir / "class")
+    released = out_dir / "lessons"
+    release.release(out=released, force=True)      # the demo's own copy: a student's lessons/ is untouched
+    print(f"released the lessons into {released}")
+    class_dir = build_class(out_dir / "class", released)
     print(f"demo class: {class_dir}")
     rows = grade.grade(class_dir, out_dir / "course", workers=workers, force=True)
     grade.print_rows(rows, out_dir / "course")

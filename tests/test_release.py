@@ -69,3 +69,26 @@ def test_cell_conventions(lesson):
         test = nb.cells[ids.index(fn) + 1]
         assert notebooks.grade_id(test) == f"test_{fn}" and test.metadata.nbgrader["points"] > 0, fn
         assert "### BEGIN HIDDEN TESTS" in test.source, fn
+
+
+def test_release_refuses_to_overwrite_an_edited_lesson(tmp_path):
+    """Does `release` refuse, writing nothing, to overwrite a lesson edited since it was released, unless forced?"""
+    lesson = paths.lesson_names()[0]
+    release.release([lesson], out=tmp_path)
+    path = tmp_path / f"{lesson}.ipynb"
+    edited = path.read_text().replace("raise NotImplementedError()", "return 42  # my answer", 1)
+    path.write_text(edited)
+    with pytest.raises(release.EditedLessonError, match=lesson):
+        release.release([lesson], out=tmp_path)
+    assert path.read_text() == edited, "the student's edit was overwritten"
+    assert release.main(lessons=[lesson], out=tmp_path) == 1
+    assert path.read_text() == edited
+    release.release([lesson], out=tmp_path, force=True)
+    assert "my answer" not in path.read_text()
+
+
+def test_release_rewrites_an_unedited_lesson_without_force(tmp_path):
+    """Does a second `release` over lessons nobody touched go through without --force?"""
+    lesson = paths.lesson_names()[0]
+    release.release([lesson], out=tmp_path)
+    assert release.release([lesson], out=tmp_path) == [tmp_path / f"{lesson}.ipynb"]
