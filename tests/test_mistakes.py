@@ -322,3 +322,64 @@ def test_first_correct_variants_get_full_marks(lesson: str, graded):
     assert rc == 0 and report["status"] == "ok", (report, err)
     assert report["score"] == report["max_score"] > 0
     assert all(t["passed"] for t in report["tests"]), report
+
+
+# --- the hidden checks draw every random input from their seed ---------------------------------------
+
+SEEDS = [1, 12345, 2**31 - 1]
+_MINE = ("01_", "02_", "03_")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("answer", [a for a in CORRECT if a.lesson.startswith(_MINE)],
+                         ids=[a.id for a in CORRECT if a.lesson.startswith(_MINE)])
+def test_correct_answer_passes_for_other_seeds(answer: Answer, seed: int):
+    """Does this correct answer pass the hidden check whatever seed the grader draws?"""
+    checks = checks_or_skip(answer.lesson)
+    _hidden_check(checks, answer)(student_function(answer), device="cpu", seed=seed)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("answer", [a for a in WRONG if a.lesson.startswith(_MINE)],
+                         ids=[a.id for a in WRONG if a.lesson.startswith(_MINE)])
+def test_wrong_answer_fails_for_other_seeds(answer: Answer, seed: int):
+    """Does this wrong answer lose its points whatever seed the grader draws?"""
+    checks = checks_or_skip(answer.lesson)
+    with pytest.raises(CheckFailed):
+        _hidden_check(checks, answer)(student_function(answer), device="cpu", seed=seed)
+
+
+def test_student_exception_names_the_line_and_the_shapes():
+    """Does an exception in the student's own code come back with the student's line and the input shapes,
+    and without the transpose hint when the error is not a matmul's?"""
+    from autograder.checks import seq2seq
+    ns = dict(PRELUDE)
+    exec(compile("def simple_rnn_step(x, h_prev, A, b):\n"
+                 "    return torch.tanh(torch.cat([x, h_prev.T], -1) @ A.T + b)\n",
+                 "<student cell>", "exec"), ns)
+    with pytest.raises(CheckFailed) as failure:
+        seq2seq.check_simple_rnn_step(ns["simple_rnn_step"], device="cpu")
+    message = str(failure.value)
+    assert "line 2" in message and "(inputs of shapes (" in message
+    assert "transpose" not in message
+
+
+def test_course_error_is_not_the_students():
+    """Does an error in the course's own code (here, a reference that breaks) leave the check unchanged,
+    instead of being turned into a CheckFailed the student would be blamed for?"""
+    from autograder.checks import bahdanau
+
+    class Broken(Exception):
+        pass
+
+    def broken(*args, **kwargs):
+        raise Broken("the course's bug")
+
+    ref = reference.load("02_bahdanau_attention")
+    saved = ref.dot_scores
+    ref.dot_scores = broken
+    try:
+        with pytest.raises(Broken):
+            bahdanau.check_dot_scores(saved, device="cpu")
+    finally:
+        ref.dot_scores = saved

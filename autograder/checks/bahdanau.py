@@ -54,6 +54,8 @@ def check_additive_scores(fn, *, device=None, seed=0):
             f.expect_close(got, want, "the scores", mistakes=[
                 ("the concatenation is [s_j; h_i] instead of [h_i; s_j]", lambda: ref.additive_scores(h, s, swapped_W, v)),
                 ("the tanh is missing", lambda: torch.cat([h, s[:, None].expand(B, m, d_s)], -1) @ W.T @ v),
+                ("v is applied inside the tanh: the score is v^T tanh(W [h_i; s_j]), v outside",
+                 lambda: torch.tanh(torch.cat([h, s[:, None].expand(B, m, d_s)], -1) @ W.T @ v)),
                 ("the scores were already normalized with softmax (that is attention_weights' job)",
                  lambda: torch.softmax(want, -1)),
             ])
@@ -110,7 +112,11 @@ def _diagnose_weights(f, got, scores, mask):
             f.fail("masked positions get non-zero weight: the mask is ignored.")
         if (got[valid] == 0).all():
             f.fail("True was treated as masked: True means the position may be attended.")
-        f.fail("masked positions (mask False) must get weight exactly 0.")
+        if (got[~valid & live[:, None]] != 0).any():
+            f.fail("masked positions (mask False) must get weight exactly 0.")
+        f.fail("a row whose positions are all masked should give all zeros (filling masked scores with "
+               "torch.finfo(dtype).min or another large negative number gives that row uniform weights: "
+               "zero such rows afterwards, e.g. multiply the weights by the mask).")
     sums = got.sum(-1)
     if not torch.allclose(sums[live], torch.ones_like(sums[live]), atol=1e-5):
         if mask is not None and torch.allclose(got, torch.softmax(scores, -1) * valid):

@@ -63,10 +63,48 @@ def tensors_like(args: Iterable, fn: Callable[[torch.Tensor], torch.Tensor]) -> 
 
 
 def _shape_hint(message: str) -> str:
-    if "shapes cannot be multiplied" in message or "size of tensor" in message or "must match" in message:
+    # Only a matmul's shape mismatch earns the transpose hint; other size errors have other causes.
+    if "shapes cannot be multiplied" in message or "mat1 and mat2" in message:
         return (" A shape error usually means a matrix is applied from the wrong side or a transpose is"
                 " missing: weights are stored (out, in), so W h_i is written h @ W.T.")
     return ""
+
+
+_COURSE_DIRS = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(torch.__file__))
+
+
+def student_location(error: BaseException) -> str:
+    """Where in the student's code `error` was raised: "line N: <source>", or "" when unknown.
+
+    A function run in the kernel reports it through the bridge (`location`); a local one is found in
+    the traceback, as the innermost frame whose code is neither the course's nor torch's.
+    """
+    location = getattr(error, "location", "")
+    if isinstance(location, str) and location:
+        return location[:300]
+    import linecache
+    found = ""
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        path = os.path.abspath(code.co_filename) if not code.co_filename.startswith("<") else code.co_filename
+        if not any(path.startswith(d + os.sep) for d in _COURSE_DIRS) and os.path.basename(path) != "contextlib.py":
+            line = linecache.getline(code.co_filename, tb.tb_lineno, tb.tb_frame.f_globals).strip()
+            found = f"line {tb.tb_lineno}" + (f": {line}" if line else "")
+        tb = tb.tb_next
+    return found[:300]
+
+
+def describe_inputs(args: Sequence, kwargs: dict) -> str:
+    """The shapes (or types) of the arguments, as the student can recognize them: "(2, 5, 4), (2, 3), m=7"."""
+    def one(a):
+        if isinstance(a, torch.Tensor):
+            return str(tuple(a.shape))
+        if isinstance(a, (bool, int, float)) or a is None:
+            return repr(a)
+        return type(a).__name__
+    parts = [one(a) for a in args] + [f"{k}={one(v)}" for k, v in kwargs.items()]
+    return ", ".join(parts)
 
 
 def _not_implemented(name: str, error: NotImplementedError) -> str:
@@ -148,7 +186,11 @@ class Student:
                           "the inputs.")
             except Exception as e:  # the student's own error, reported in one line
                 kind = getattr(e, "type_name", type(e).__name__)
-                raise CheckFailed(f"{self.name} raised {kind}: {e}.{_shape_hint(str(e))}") from None
+                where = student_location(e)
+                where = f" at {where}" if where else ""
+                text = str(e)[:500].rstrip(". ")
+                raise CheckFailed(f"{self.name} raised {kind}{where}: {text}. (inputs of shapes "
+                                  f"{describe_inputs(args, kwargs)}){_shape_hint(text)}") from None
         for i, (a, b) in enumerate(zip(args, before)):
             if b is not None and not torch.equal(a.detach(), b):
                 self.fail(f"argument {i + 1} was modified in place. Compute new tensors instead of editing the inputs.")

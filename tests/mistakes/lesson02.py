@@ -50,7 +50,7 @@ WRONG = [
             B, m, _ = h.shape
             hs = torch.cat([h, s.unsqueeze(1).expand(B, m, s.shape[-1])], dim=-1)
             return torch.tanh(hs @ W.T @ v)
-        """),
+        """, says="v is applied inside the tanh"),
     _answer("additive_scores", "batch size hard-coded to 2", """
         def additive_scores(h, s, W, v):
             m = h.shape[1]
@@ -124,6 +124,12 @@ WRONG = [
             filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
             return torch.softmax(filled, dim=0) * mask
         """, says="over the batch axis"),
+    _answer("attention_weights", "masked scores filled with finfo.min: an all-masked row comes out uniform", """
+        def attention_weights(scores, mask=None):
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            return torch.softmax(scores, dim=-1)
+        """, says="all masked should give all zeros"),
     _answer("attention_weights", "normalized without exp", """
         def attention_weights(scores, mask=None):
             if mask is not None:
@@ -171,7 +177,7 @@ WRONG = [
             if mask is not None:
                 scores = scores.masked_fill(~mask, -1e9)
             return torch.softmax(scores, dim=-1)
-        """, says="must get weight exactly 0"),
+        """, says="all masked should give all zeros"),
     _answer("attention_weights", "manual softmax without subtracting the maximum", """
         def attention_weights(scores, mask=None):
             e = torch.exp(scores)
