@@ -26,6 +26,7 @@ from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
 from . import bridge, sandbox
+from .outcome import Status
 
 START_TIMEOUT = 120
 MAX_OUTPUT_CHARS = 1_000_000     # per cell: a flood is cut here, the rest is dropped
@@ -60,7 +61,11 @@ class Kernel:
         self.workdir.mkdir()
         self.proc: subprocess.Popen | None = None
         self.client: BlockingKernelClient | None = None
+        self.context: zmq.Context | None = None
+        self.cgroup: sandbox.Cgroup | None = None
+        self.workdir_mounted = False
         self._setup_id = ""
+        self._monitors: list = []
         self._launch(limits)
 
     # -- life and death ------------------------------------------------------------------------------
@@ -78,8 +83,19 @@ class Kernel:
                 env[name] = os.environ[name]
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection),
                 "--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=CRITICAL"]
+        preexec = _die_with_parent
         if self.sandboxed:
+            sandbox.check_hidden()      # SandboxError: the repository would be visible to the kernel
             uid = sandbox.new_uid()
+            # Its working directory on a tmpfs of its own: filling it cannot fill the grader's disk.
+            self.workdir_mounted = sandbox.mount_workdir(self.workdir, limits)
+            self.cgroup = sandbox.Cgroup.create(limits)
+            if self.cgroup is not None:
+                cgroup = self.cgroup
+
+                def preexec():
+                    _die_with_parent()
+                    cgroup.enter()
             write_connection_file(str(connection), transport="ipc", ip=str(self.workdir / "ipc"))
             os.chown(self.workdir, uid, uid)
             os.chown(connection, uid, uid)
@@ -95,10 +111,18 @@ class Kernel:
         with open(self.base / "stderr.log", "wb") as stderr:
             self.proc = subprocess.Popen(cmd, env=popen_env, cwd=self.cwd or self.workdir, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
-        self.client = BlockingKernelClient()
+                                         preexec_fn=preexec)
+        # A context of the client's own, with a bound on inbound messages set before any socket exists: zmq
+        # drops a larger message (and the connection) before jupyter_client could parse it in the grader.
+        self.context = zmq.Context()
+        self.max_message_bytes = limits.max_message_bytes
+        self.context.setsockopt(zmq.MAXMSGSIZE, limits.max_message_bytes)
+        self.client = BlockingKernelClient(context=self.context)
         self.client.load_connection_file(str(connection))
         self.client.start_channels()
+        # zmq drops an oversized message by closing the connection: the monitors see it, and the wait ends.
+        self._monitors = [channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+                          for channel in (self.client.iopub_channel, self.client.stdin_channel)]
         # Queued now, run as soon as the kernel is up: torch is imported while the grader does other work.
         self._setup_id = self.client.execute(_SETUP.format(source=inspect.getsource(bridge)), silent=True,
                                              store_history=False)
@@ -134,6 +158,9 @@ class Kernel:
     def kill(self) -> None:
         """End the kernel and all it started: the namespace dies with its first process (unsandboxed:
         the kernel's process group)."""
+        for monitor in getattr(self, "_monitors", []):
+            monitor.close(linger=0)
+        self._monitors = []
         if self.client is not None:
             self.client.stop_channels()
         if self.proc is not None and self.proc.poll() is None:
@@ -143,10 +170,21 @@ class Kernel:
                 pass
             self.proc.kill()
             self.proc.wait()
+        if self.cgroup is not None:
+            self.cgroup.destroy()        # kills what is left in it, then removes it
+            self.cgroup = None
+        if self.context is not None:
+            self.context.destroy(linger=0)
+            self.context = None
+        if self.workdir_mounted:
+            sandbox.unmount(self.workdir)
+            self.workdir_mounted = False
         shutil.rmtree(self.base, ignore_errors=True)
 
     def why_dead(self) -> str:
         code = self.proc.poll() if self.proc else None
+        if self.cgroup is not None and self.cgroup.out_of_memory():
+            return "the kernel died: it used more memory than a kernel may (files in memory included)"
         if code is None:
             return "the kernel stopped answering"
         if code < 0 or code >= 128:
@@ -171,6 +209,8 @@ class Kernel:
         poller = zmq.Poller()
         poller.register(client.iopub_channel.socket, zmq.POLLIN)
         poller.register(client.stdin_channel.socket, zmq.POLLIN)
+        for monitor in self._monitors:
+            poller.register(monitor, zmq.POLLIN)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -178,6 +218,13 @@ class Kernel:
             events = dict(poller.poll(min(200, int(left * 1000) + 1)))
             if not events and not self.alive():
                 raise bridge.PeerGone(self.why_dead())
+            if any(monitor in events for monitor in self._monitors):
+                for _ in range(20):         # a kernel that died closes its connections too
+                    if not self.alive():
+                        raise bridge.PeerGone(self.why_dead())
+                    time.sleep(0.05)
+                raise bridge.PeerGone(f"the kernel sent a message larger than the grader accepts "
+                                      f"({self.max_message_bytes} bytes): its outputs are lost", Status.KERNEL_DIED)
             if client.stdin_channel.socket in events:
                 request = client.stdin_channel.get_msg(timeout=0)
                 if request["parent_header"].get("msg_id") == msg_id:
