@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .demo import threads
+from .guards import threads
 
 LETTERS = "abcdefghijkl"
 N_LETTERS = len(LETTERS)

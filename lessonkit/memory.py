@@ -18,7 +18,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
-from . import demo
+from . import guards
 from .training import fit
 
 # agent -> target -> (prep, end): the facts of the little world. No two targets share an ending word.
@@ -106,7 +106,7 @@ def target_accuracy(model: nn.Module, places, *, n: int = 300, seed: int = 1234)
     sentences for each number of place phrases (the same test sentences for every model).
     Guessing gives about 1/6."""
     out = {}
-    with demo.threads(1):
+    with guards.threads(1):
         for k in places:
             tokens = batch(n, k, torch.Generator().manual_seed(seed + k))
             i = target_position(k)

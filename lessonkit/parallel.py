@@ -12,7 +12,7 @@ from typing import Callable
 import matplotlib.pyplot as plt
 import torch
 
-from .demo import threads
+from .guards import threads
 
 
 def _sync(device: torch.device | str) -> None:

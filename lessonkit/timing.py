@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from .demo import threads
+from .guards import threads
 
 
 def measure(calls: Sequence[Callable[[], object]], *, repeats: int = 5, min_time: float = 0.005,

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import demo
+from . import guards
 
 
 def fit(model: nn.Module, batch_loss: Callable[[torch.Generator], torch.Tensor], *, steps: int, lr: float,
@@ -17,13 +17,13 @@ def fit(model: nn.Module, batch_loss: Callable[[torch.Generator], torch.Tensor],
     PyTorch runs on one thread (fastest for the lessons' small tensors); with LESSONKIT_QUICK set only
     a few steps are taken. Returns the loss of every step.
     """
-    steps = demo.steps(steps)
+    steps = guards.steps(steps)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
     losses = []
     model.train()
-    with demo.threads(1):
+    with guards.threads(1):
         for _ in (bar := tqdm(range(steps), desc=desc, mininterval=1.0)):
             loss = batch_loss(g)
             opt.zero_grad()
