@@ -27,7 +27,10 @@ import numpy as np
 import torch
 
 MIME = "application/x-attention-bridge"
-MAX_MESSAGE_CHARS = 512 * 2**20        # a reply larger than this is refused, whatever it holds
+MAX_MESSAGE_CHARS = 64 * 2**20         # a reply larger than this is refused, whatever it holds
+MAX_CONTAINERS = 200_000               # JSON lists and objects in one message, counted before it is parsed
+MAX_ITEMS = 1_000_000                  # values in one message (its commas, counted before it is parsed)
+MAX_DICT_ITEMS = 1_000                 # entries of one dict: keys that all hash alike cost its square
 MAX_DEPTH = 32
 TENSOR_DTYPES = {name: getattr(torch, name) for name in (
     "float16", "bfloat16", "float32", "float64", "complex64", "complex128",
@@ -43,10 +46,22 @@ _BUILTIN_ERRORS = {name: getattr(builtins, name) for name in (
 
 
 class RemoteError(Exception):
-    """An exception raised on the other side, rebuilt from its type name and message only."""
+    """An exception raised on the other side, rebuilt from its type name and message only.
+
+    `raiser` is the function that raised it; `location` the line of the other side's own code (a
+    notebook cell's) where it happened, as "line N: source", or "".
+    """
 
     type_name = "RemoteError"
     raiser = ""
+    location = ""
+
+
+class StudentError(RemoteError):
+    """An exception raised by the student's code in the kernel: the student's, never the course's.
+
+    Where the name is a builtin exception's, the rebuilt error is also an instance of that builtin
+    (a kernel's NotImplementedError is caught by `except NotImplementedError`)."""
 
 
 class InputModified(Exception):
@@ -85,16 +100,46 @@ def raiser_name(error: BaseException) -> str:
     return tb.tb_frame.f_code.co_qualname.rpartition("<locals>.")[2]
 
 
-def rebuild_error(info: dict) -> Exception:
-    """The other side's exception as a local one: a builtin type where the name is one, else RemoteError."""
+_ERROR_TYPES: dict[str, type] = {}
+
+
+def _error_type(name: str) -> type:
+    """A StudentError subclass named `name` (also the builtin of that name, where there is one)."""
+    if name not in _ERROR_TYPES:
+        builtin = _BUILTIN_ERRORS.get(name)
+        bases = (StudentError, builtin) if builtin else (StudentError,)
+        _ERROR_TYPES[name] = type(name if name.isidentifier() else "StudentError", bases, {"type_name": name})
+    return _ERROR_TYPES[name]
+
+
+def rebuild_error(info: dict) -> StudentError:
+    """The other side's exception as a local StudentError that keeps its type name, message and line."""
     name = str(info.get("type", "RemoteError"))[:100]
-    message = str(info.get("message", ""))[:4000]
-    cls = _BUILTIN_ERRORS.get(name)
-    if cls is None:
-        cls = type(name if name.isidentifier() else "RemoteError", (RemoteError,), {"type_name": name})
-    error = cls(message)
+    if not name.isidentifier():
+        name = "RemoteError"
+    error = _error_type(name)(str(info.get("message", ""))[:4000])
     error.raiser = str(info.get("raiser", ""))[:200]
+    error.location = str(info.get("location", ""))[:500]
     return error
+
+
+def code_location(error: BaseException) -> str:
+    """Where in a notebook cell's code `error` was raised, as "line N: source": the innermost frame of code
+    that does not belong to Python, an installed package or this bridge; "" if there is none."""
+    import linecache
+    import sysconfig
+    installed = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
+    found = ""
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        name = code.co_filename
+        if not (name.startswith(installed) or name.startswith("<attention") or name == __file__
+                or "site-packages" in name):
+            line = linecache.getline(name, tb.tb_lineno).strip()
+            found = f"line {tb.tb_lineno}: {line}" if line else f"line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return found[:300]
 
 
 class RemoteObject:
@@ -259,6 +304,8 @@ class Peer:
             items = [dec(v) for v in body]
             return tuple(items) if tag == "tuple" else items
         if tag == "dict":
+            if not isinstance(body, list) or len(body) > MAX_DICT_ITEMS:
+                raise BadMessage("malformed or too large dict")
             return {_hashable(dec(k)): dec(v) for k, v in body}
         if tag == "ref":
             cls = RemoteCallable if data.get("callable") else RemoteObject
@@ -273,15 +320,10 @@ class Peer:
 
     def exchange(self, packet: dict) -> dict:
         """Send a request; returns the reply, or raises the other side's error as a local exception."""
-        text = self.send(json.dumps(packet))
-        if not isinstance(text, str) or len(text) > MAX_MESSAGE_CHARS:
-            raise PeerGone("the kernel sent a reply that is not a bridge message", "autograde-failed")
         try:
-            reply = json.loads(text)
-        except (ValueError, RecursionError):
-            raise PeerGone("the kernel sent a reply that is not a bridge message", "autograde-failed") from None
-        if not isinstance(reply, dict):
-            raise PeerGone("the kernel sent a reply that is not a bridge message", "autograde-failed")
+            reply = parse(self.send(json.dumps(packet)))
+        except BadMessage as e:
+            raise PeerGone(f"the kernel sent a reply the grader refuses ({e})", "refused-reply") from None
         if "modified" in reply:
             raise InputModified(int(reply["modified"]))
         if "error" in reply:
@@ -308,10 +350,8 @@ class Peer:
     def handle(self, text: str) -> str:
         """Serve one request from the other side; returns the reply. Never raises."""
         try:
-            if not isinstance(text, str) or len(text) > MAX_MESSAGE_CHARS:
-                raise BadMessage("request too large")
-            packet = json.loads(text)
-            op = packet.get("op") if isinstance(packet, dict) else None
+            packet = parse(text)
+            op = packet.get("op")
             if op not in self.serves:
                 raise BadMessage(f"request {str(op)[:20]!r} is not served here")
             return json.dumps(getattr(self, f"_serve_{op}")(packet))
@@ -321,7 +361,7 @@ class Peer:
             if isinstance(e, (KeyboardInterrupt, SystemExit)) and not self.namespace:
                 raise
             return json.dumps({"error": {"type": type(e).__name__, "message": str(e)[:4000],
-                                         "raiser": raiser_name(e)}})
+                                         "raiser": raiser_name(e), "location": code_location(e)}})
 
     def _local(self, ref):
         if ref not in self.exported:
@@ -398,6 +438,26 @@ class Peer:
         """Forget every object handed over and every kept graph (between test cells)."""
         self.exported.clear()
         self.graphs.clear()
+
+
+def parse(text) -> dict:
+    """One bridge message as a dict, its size and its number of containers bounded before JSON parses it:
+    a reply built to exhaust the grader's memory or time is refused whole (BadMessage)."""
+    if not isinstance(text, str):
+        raise BadMessage("not a text message")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise BadMessage(f"a message of {len(text)} characters (at most {MAX_MESSAGE_CHARS})")
+    if text.count("[") + text.count("{") > MAX_CONTAINERS:
+        raise BadMessage(f"a message of more than {MAX_CONTAINERS} lists and objects")
+    if text.count(",") > MAX_ITEMS:
+        raise BadMessage(f"a message of more than {MAX_ITEMS} values")
+    try:
+        packet = json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadMessage("not JSON") from None
+    if not isinstance(packet, dict):
+        raise BadMessage("not a JSON object")
+    return packet
 
 
 def _bad(message: str):

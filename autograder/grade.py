@@ -24,6 +24,7 @@ from pathlib import Path
 from . import notebooks, paths, sandbox
 from .check import identify_lesson
 from .nbgrader_course import course_api
+from .outcome import Status
 from .preprocessors import status_of
 
 CSV_COLUMNS = ["student", "lesson", "score", "max_score", "status"]
@@ -192,7 +193,7 @@ def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False
     options = {"cell_timeout": cell_timeout, "sandboxed": sandboxed}
     _run_all(out, todo, workers, progress, state, state_path, options, scheduler)
     status = {(j.student, j.lesson): state[f"{j.student}/{j.lesson}"]["status"] for j in jobs}
-    scores = autograded_scores(out, [k for k, st in status.items() if st in ("ok", "timeout", "kernel-died")])
+    scores = autograded_scores(out, [k for k, st in status.items() if Status(st.split(":")[0]).graded])
     for key, st in status.items():
         rows.append(Row(*key, *scores.get(key, (0.0, None)), st))
     rows.sort(key=lambda r: (r.student, r.lesson))

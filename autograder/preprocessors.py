@@ -18,7 +18,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Dict, Integer, Unicode
 
-from . import bridge, kernel, notebooks, sandbox, verdicts
+from . import bridge, kernel, notebooks, outcome, sandbox, verdicts
 
 KERNEL_DIED, TIMED_OUT = kernel.DIED, kernel.TIMEOUT
 STOPPED = {"kernel-died": KERNEL_DIED, "timeout": TIMED_OUT}
@@ -72,9 +72,9 @@ class GradeOutsideKernel(NbGraderPreprocessor):
 
 
 def status_of(nb: NotebookNode) -> str:
-    """'kernel-died', 'timeout' or 'ok': how the grading of a notebook this preprocessor ran ended."""
-    errors = {o.get("ename") for c in nb.cells for o in c.get("outputs", [])}
-    return "kernel-died" if KERNEL_DIED in errors else "timeout" if TIMED_OUT in errors else "ok"
+    """How the grading of a notebook this preprocessor ran ended, as the Status's name
+    (course-error before kernel-died before timeout before ok)."""
+    return outcome.status_of(nb).value
 
 
 def _stopped_output(gone: bridge.PeerGone, *, ran: bool) -> NotebookNode:

@@ -22,12 +22,16 @@ import importlib
 import io
 from dataclasses import dataclass
 
+import logging
+import traceback
+
 import nbformat
 
-from . import bridge
+from . import bridge, outcome
 from .checks.core import CheckFailed
 
 CHECKS_PACKAGE = "autograder.checks"
+log = logging.getLogger("autograder.verdicts")
 
 
 class UngradableTest(ValueError):
@@ -93,10 +97,14 @@ def run(source: str, peer: bridge.Peer) -> list:
         outputs.append(error_output("CheckFailed", str(failure), failure._render_traceback_()[0]))
     except bridge.PeerGone:
         raise
-    except bridge.RemoteError as e:          # the kernel's own error, outside any check's care
+    except bridge.RemoteError as e:          # the kernel's own error (a missing function's NameError, ...)
         outputs.append(error_output(e.type_name, str(e)))
-    except Exception as e:                   # NameError for a missing function, and any other
+    except (bridge.BadMessage, bridge.InputModified) as e:     # the kernel's garbage: the student's
         outputs.append(error_output(type(e).__name__, str(e)))
+    except Exception as e:                   # the check itself, the reference or the test cell failed: the course's
+        outputs.append(error_output(outcome.COURSE_FAILURE, f"the course failed, not your code "
+                                    f"({type(e).__name__}): the instructor has been told", None))
+        log.error("a check of the course raised:\n%s", "".join(traceback.format_exception(e)))
     finally:
         peer.release()
     if printed.getvalue():
