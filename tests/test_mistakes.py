@@ -383,3 +383,22 @@ def test_course_error_is_not_the_students():
             bahdanau.check_dot_scores(saved, device="cpu")
     finally:
         ref.dot_scores = saved
+
+
+def test_reference_helpers_refuse_oversized_and_late_calls():
+    """Does a composite that calls a reference helper with a broadcast-sized input, or keeps the helper and
+    calls it after its check ended, get a CheckFailed instead of the grader's memory and time?"""
+    from autograder.checks import seq2seq
+    ns = dict(PRELUDE)
+    ns["simple_rnn_step"] = None
+    exec("kept = []\n"
+         "def rnn_encode(xs, A, b):\n"
+         "    kept.append(simple_rnn_step)\n"
+         "    big = torch.zeros(1, 10_000, xs.shape[-1], dtype=xs.dtype)\n"
+         "    return simple_rnn_step(big, big, A, b)\n", ns)
+    with pytest.raises(CheckFailed) as failure:
+        seq2seq.check_rnn_encode(ns["rnn_encode"], device="cpu")
+    assert "not a shape the math gives it" in str(failure.value)
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    with pytest.raises(CheckFailed, match="after the check"):
+        ns["kept"][0](x, x, torch.zeros(3, 6, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))

@@ -145,10 +145,44 @@ def replaced_globals(fn: Callable, replacements: dict[str, Callable]):
         namespace.update(saved)
 
 
+class Bounded:
+    """A callable handed to the student's code that answers only calls the check can afford.
+
+    Each call's tensors must have at most `max_dims` dimensions, each of at most `max_size` (the
+    largest size the check feeds), the calls are at most `max_calls`, and only while the check that
+    handed it over runs (`close()` ends that). Anything else raises CheckFailed naming the violation,
+    before any computing: a composite cannot make the grader broadcast its way into gigabytes.
+    """
+
+    def __init__(self, fn: Callable, name: str, *, max_size: int = 64, max_dims: int = 4, max_calls: int = 400):
+        self.fn, self.name = fn, name
+        self.max_size, self.max_dims, self.max_calls = max_size, max_dims, max_calls
+        self.calls, self.open = 0, True
+
+    def close(self):
+        self.open = False
+
+    def __call__(self, *args, **kwargs):
+        if not self.open:
+            raise CheckFailed(f"{self.name} was called after the check that handed it over had finished.")
+        self.calls += 1
+        if self.calls > self.max_calls:
+            raise CheckFailed(f"{self.name} was called more than {self.max_calls} times in one check: "
+                              "the function calls it far more often than the math needs.")
+        for i, a in enumerate([*args, *kwargs.values()]):
+            if isinstance(a, torch.Tensor) and (a.dim() > self.max_dims or any(n > self.max_size for n in a.shape)):
+                raise CheckFailed(f"{self.name} was called with argument {i + 1} of shape {tuple(a.shape)}, "
+                                  "which is not a shape the math gives it here: check what you pass it.")
+        return self.fn(*args, **kwargs)
+
+
 @contextlib.contextmanager
-def reference_helpers(fn: Callable, lesson: str, names: Iterable[str]):
+def reference_helpers(fn: Callable, lesson: str, names: Iterable[str], *, max_size: int = 64,
+                      max_calls: int = 400):
     """Inside the block, `fn`'s calls to the lesson's other graded functions go to the reference ones.
 
+    The reference helpers are handed over `Bounded`: calls with tensors larger than `max_size` along
+    any axis, more than `max_calls` calls, or calls after the block ends fail with CheckFailed.
     Where the reference is not at hand (a student without solutions/), the student's own helpers stay.
     """
     from .. import reference
@@ -157,8 +191,14 @@ def reference_helpers(fn: Callable, lesson: str, names: Iterable[str]):
     except reference.ReferenceUnavailable:
         yield
         return
-    with replaced_globals(fn, {name: getattr(ref, name) for name in names if hasattr(ref, name)}):
-        yield
+    helpers = {name: Bounded(getattr(ref, name), name, max_size=max_size, max_calls=max_calls)
+               for name in names if hasattr(ref, name)}
+    try:
+        with replaced_globals(fn, helpers):
+            yield
+    finally:
+        for helper in helpers.values():
+            helper.close()
 
 
 class Student:
