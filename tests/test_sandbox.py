@@ -132,3 +132,85 @@ def test_python_and_lessonkit_are_visible_wherever_they_live(monkeypatch):
             assert "False" in run(k, f"import os\nprint(os.path.exists({other.name!r}))")
         finally:
             k.kill()
+
+
+def test_working_directory_is_a_small_tmpfs_not_the_host_disk(sandboxed):
+    """Does filling the kernel's working directory with fallocate stop at its tmpfs's size, leaving the
+    grader's disk as it was?"""
+    if not sandboxed.workdir_mounted:
+        pytest.skip("no tmpfs for the working directory here")
+    before = os.statvfs(sandboxed.base).f_bavail
+    out = run(sandboxed, "import os, subprocess\n"
+                         "r = subprocess.run(['fallocate', '-l', '1G', 'big'], capture_output=True, text=True)\n"
+                         "print('code', r.returncode)\n"
+                         "st = os.statvfs('.')\nprint('size', st.f_blocks * st.f_frsize)\n")
+    assert "code 0" not in out and f"size {sandbox.Limits().workdir_bytes}" in out, out
+    assert os.statvfs(sandboxed.base).f_bavail >= before - 2**20
+
+
+def test_memory_in_files_is_bounded_by_the_kernels_cgroup():
+    """Do memfd files, which RLIMIT_AS and the kernel's RSS do not count, kill the kernel (and only it) at
+    its cgroup's memory limit, with a status that says so?"""
+    k = kernel.Kernel(sandboxed=True, limits=sandbox.Limits(cgroup_memory_bytes=2**30)).ready()
+    try:
+        if k.cgroup is None:
+            pytest.skip(sandbox.Cgroup.why_not)
+        with pytest.raises(bridge.PeerGone) as gone:
+            run(k, "import os\nfds = []\nfor i in range(40):\n    fd = os.memfd_create('x')\n"
+                   "    os.posix_fallocate(fd, 0, 60 * 2**20)\n    fds.append(fd)\nprint('allocated', len(fds))\n")
+        assert gone.value.status == "kernel-died" and "memory" in str(gone.value), gone.value
+    finally:
+        k.kill()
+
+
+def test_cgroup_holds_every_process_and_is_removed_with_the_kernel():
+    """Is the kernel in a cgroup of its own with a bounded number of processes and a CPU share, and is the
+    cgroup gone once the kernel is killed?"""
+    k = kernel.Kernel(sandboxed=True).ready()
+    try:
+        if k.cgroup is None:
+            pytest.skip(sandbox.Cgroup.why_not)
+        paths = dict(k.cgroup.paths)
+        out = run(k, "print(open('/proc/self/cgroup').read())")
+        for controller, path in paths.items():
+            assert f"{controller}:/{path.name}" in out, out
+        assert int((paths["pids"] / "pids.max").read_text()) == sandbox.Limits().processes
+        assert int((paths["cpu"] / "cpu.shares").read_text()) == sandbox.Limits().cpu_shares
+    finally:
+        k.kill()
+    assert not any(p.exists() for p in paths.values())
+
+
+def test_an_oversized_message_is_dropped_before_the_grader_parses_it():
+    """Does a message larger than the bound end the cell with a clear status instead of being parsed
+    (about 24 bytes of grader memory per byte sent) in the grader?"""
+    k = kernel.Kernel(sandboxed=True, limits=sandbox.Limits(max_message_bytes=8 * 2**20)).ready()
+    try:
+        with pytest.raises(bridge.PeerGone) as gone:
+            run(k, "import sys\nsys.stdout.write('[],' * (4 * 2**20))\nsys.stdout.flush()\n", seconds=20)
+        assert "larger than the grader accepts" in str(gone.value), gone.value
+    finally:
+        k.kill()
+
+
+def test_refuses_a_repository_the_sandbox_would_show(monkeypatch):
+    """Is a course (or repository) under a folder the sandbox shows, such as /usr, refused with a clear error
+    instead of being graded where the kernel can read it?"""
+    with pytest.raises(sandbox.SandboxError, match="refusing to sandbox"):
+        sandbox.check_hidden(Path("/usr/share/course"))
+    sandbox.check_hidden(Path("/nonexistent-course-folder"))       # elsewhere: no error
+
+
+@pytest.mark.gpu
+def test_cuda_works_inside_the_sandbox():
+    """On a machine with a GPU, does a sandboxed kernel see it and run a CUDA matmul?"""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA here")
+    k = kernel.Kernel(sandboxed=True).ready()
+    try:
+        out = run(k, "import torch\nprint('cuda', torch.cuda.is_available())\n"
+                     "a = torch.ones(64, 64, device='cuda')\nprint('sum', float((a @ a).sum().cpu()))\n", seconds=120)
+        assert "cuda True" in out and "sum 262144.0" in out, out
+    finally:
+        k.kill()
