@@ -59,3 +59,17 @@ def test_makefile_targets_create_the_environment():
     for target in ("demo", "test", "lab"):
         assert re.search(rf"^{target}: \$\(STAMP\)", makefile, re.MULTILINE), target
     assert "-m venv" in makefile and "-r requirements.txt" in makefile and "-e ." in makefile
+
+
+def test_pyproject_declares_the_pinned_dependencies():
+    """Does `pip install .` (a grading worker) ask for the very versions requirements.txt pins, torch 2.13.0
+    included, with the Dask path and the tests as extras?"""
+    import tomllib
+    project = tomllib.loads((paths.REPO / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["dask"],
+                *project["optional-dependencies"]["test"]]
+    pins = dict(dep.lower().split("==") for dep in declared)
+    assert all("==" in dep for dep in declared), declared
+    assert pins["torch"] == "2.13.0"
+    assert pins == _requirements()
+    assert {"dask", "distributed"} <= {d.split("==")[0] for d in project["optional-dependencies"]["dask"]}

@@ -1,0 +1,269 @@
+"""What a student or an instructor sees of a graded notebook: sanitized, without the grading machine's paths,
+with formulas rendered offline.
+
+- `AUTOGRADE_PREPROCESSORS` go into nbgrader's Autograde after the grading step: they clean the autograded
+  notebook itself (the file the formgrader and every feedback are made from).
+- `configure(c)` sets GenerateFeedback and nbconvert's HTMLExporter (the formgrader's exporter reads the same
+  configuration): the same cleaning again, nbconvert's own HTML sanitizer, and LaTeX turned into MathML on the
+  server, so no MathJax and no network are needed to read the formulas (Chromium and Firefox render MathML).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import bleach
+from bleach.css_sanitizer import CSSSanitizer
+from nbconvert.preprocessors import Preprocessor
+from traitlets import List, Unicode
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_HTML_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "details", "div",
+    "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd",
+    "li", "ol", "p", "pre", "q", "s", "samp", "small", "span", "strong", "sub", "summary", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul", "var", "style",
+}
+_MATHML_TAGS = {
+    "math", "semantics", "annotation", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "msub", "msup",
+    "msubsup", "mfrac", "msqrt", "mroot", "mstyle", "merror", "mpadded", "mphantom", "mfenced", "menclose",
+    "munder", "mover", "munderover", "mtable", "mtr", "mtd", "mlabeledtr", "mmultiscripts", "mprescripts",
+    "none",
+}
+_SVG_TAGS = {
+    "svg", "g", "path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text", "tspan", "defs",
+    "clippath", "lineargradient", "radialgradient", "stop", "title", "desc", "symbol", "marker", "pattern",
+    "mask",
+}
+_SAFE_ATTRS = {
+    "class", "id", "style", "title", "alt", "src", "href", "width", "height", "align", "colspan", "rowspan",
+    "border", "cellpadding", "cellspacing", "valign", "dir", "lang", "name",
+    # MathML
+    "display", "mathvariant", "stretchy", "fence", "separator", "lspace", "rspace", "accent", "accentunder",
+    "columnalign", "rowalign", "columnspacing", "rowspacing", "displaystyle", "scriptlevel", "encoding",
+    "linethickness", "notation", "xmlns", "movablelimits", "form", "largeop", "symmetric", "minsize", "maxsize",
+    # SVG
+    "viewbox", "d", "x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r", "rx", "ry", "points", "fill", "stroke",
+    "stroke-width", "stroke-linecap", "stroke-linejoin", "stroke-dasharray", "stroke-opacity", "fill-opacity",
+    "opacity", "transform", "font-size", "font-family", "font-weight", "text-anchor", "dominant-baseline",
+    "clip-path", "offset", "stop-color", "stop-opacity", "gradientunits", "preserveaspectratio", "version",
+    "xmlns:xlink", "dx", "dy", "fill-rule", "clip-rule", "style",
+}
+_CLEANER = bleach.Cleaner(
+    tags=_HTML_TAGS | _MATHML_TAGS | _SVG_TAGS,
+    attributes=lambda tag, name, value: name.lower() in _SAFE_ATTRS and not name.lower().startswith("on"),
+    protocols={"http", "https", "mailto", "data", "attachment"},
+    css_sanitizer=CSSSanitizer(),
+    strip=True,
+    strip_comments=True,
+)
+_DANGEROUS_MIME = ("application/javascript", "text/javascript", "application/x-javascript",
+                   "application/vnd.jupyter.widget-view+json", "text/vnd.jupyter.widget-view+json")
+
+
+def clean_html(html: str) -> str:
+    """`html` with every tag, attribute and URL scheme that can run code removed (bleach, an allow-list)."""
+    cleaned = _CLEANER.clean(html)
+    # a `data:` URL is fine for images, not for anything a browser would run or open as a page
+    return re.sub(r'(href\s*=\s*["\']?)\s*data:', r"\1#blocked:", cleaned, flags=re.I)
+
+
+# --- markdown: raw HTML cleaned, the rest of the text untouched ------------------------------------------------
+_CODE = re.compile(r"(^```.*?^```[ \t]*$|^~~~.*?^~~~[ \t]*$|`+[^`]*`+)", re.S | re.M)
+_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.S)
+
+
+_LINK_DEST = re.compile(r"(\]\(\s*<?)((?:[^()\s>]|\([^()\s]*\))*)|(^[ \t]{0,3}\[[^\]\n]+\]:[ \t]*<?)(\S+)", re.M)
+_SAFE_SCHEMES = {"http", "https", "mailto", "attachment", "ftp"}
+
+
+def _safe_url(url: str) -> bool:
+    import html
+    plain = re.sub(r"[\x00-\x20\x7f]", "", html.unescape(html.unescape(url))).lower()
+    scheme = re.match(r"([a-z][a-z0-9+.\-]*):", plain)
+    if scheme is None:
+        return True                         # relative: #anchor, image.png
+    if scheme.group(1) == "data":
+        return plain.startswith(("data:image/png", "data:image/jpeg", "data:image/gif"))
+    return scheme.group(1) in _SAFE_SCHEMES
+
+
+def _clean_link(match):
+    prefix, url = (match.group(1), match.group(2)) if match.group(1) is not None else (match.group(3), match.group(4))
+    return prefix + (url if _safe_url(url) else "#blocked")
+
+
+def clean_markdown(source: str) -> str:
+    """The markdown text with only its raw HTML and unsafe link targets cleaned; code spans and fences are
+    left as they are."""
+    parts = _CODE.split(source)
+    for i in range(0, len(parts), 2):       # even parts are outside code
+        text = parts[i] = _LINK_DEST.sub(_clean_link, parts[i])
+        if not _TAG.search(text):
+            continue
+        parts[i] = _TAG.sub(lambda m: _clean_tag(m.group(0)), text)
+    return "".join(parts)
+
+
+def _clean_tag(tag: str) -> str:
+    if tag.startswith("<!--"):
+        return ""
+    cleaned = _CLEANER.clean(tag)
+    if cleaned.startswith("&lt;"):          # a tag not allowed: dropped, not shown as text
+        return ""
+    return cleaned
+
+
+class SanitizeOutputs(Preprocessor):
+    """Drops JavaScript outputs and cleans HTML and SVG outputs and the raw HTML in markdown cells."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "markdown":
+            cell.source = clean_markdown(cell.source)
+            for attachment in (cell.get("attachments") or {}).values():
+                for mime in [m for m in attachment if m in ("text/html", "image/svg+xml") or m in _DANGEROUS_MIME]:
+                    del attachment[mime]
+        elif cell.cell_type == "raw":
+            fmt = (cell.metadata.get("raw_mimetype") or cell.metadata.get("format") or "").lower()
+            if "html" in fmt or "javascript" in fmt:
+                cell.source = clean_html(cell.source)
+        elif cell.cell_type == "code":
+            for output in cell.get("outputs", []):
+                data = output.get("data")
+                if not data:
+                    continue
+                for mime in list(data):
+                    if mime in _DANGEROUS_MIME or "javascript" in mime or mime.endswith("+json") and "widget" in mime:
+                        del data[mime]
+                    elif mime in ("text/html", "image/svg+xml", "text/markdown"):
+                        value = data[mime]
+                        text = "".join(value) if isinstance(value, list) else value
+                        data[mime] = clean_markdown(text) if mime == "text/markdown" else clean_html(text)
+                if not data:
+                    data["text/plain"] = "[output removed]"
+        return cell, resources
+
+
+def grader_paths(extra: list[str] = ()) -> list[str]:
+    """Absolute paths of this machine that no student should see, longest first."""
+    paths = {str(REPO_ROOT), sys.prefix, sys.base_prefix, sys.exec_prefix, os.getcwd(),
+             str(Path.home()), *extra}
+    for p in list(paths):
+        try:
+            paths.add(str(Path(p).resolve()))
+        except OSError:
+            pass
+    return sorted((p for p in paths if p and p not in ("/", ".") and len(p) > 4), key=len, reverse=True)
+
+
+_ANSI = r"(?:\x1b\[[0-9;]*m)?"
+
+
+class ScrubGraderPaths(Preprocessor):
+    """Replaces the grading machine's absolute paths (repository, course folder, Python, temporary kernel
+    folders) in outputs and tracebacks with neutral text."""
+
+    extra_paths = List(Unicode(), help="More paths to hide, for example the course folder").tag(config=True)
+    replacement = Unicode("<grader>").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        paths = grader_paths(self.extra_paths)
+        alternatives = "|".join(re.escape(p) for p in paths)
+        tmp = re.escape(tempfile.gettempdir().rstrip("/"))
+        self._pattern = re.compile(rf"(?:{alternatives})(?:/[^\s'\"<>:,)\]]*)?|(?:{tmp}|/tmp|/var/tmp|/dev/shm)"
+                                   rf"/[^\s'\"<>:,)\]]+")
+        return super().preprocess(nb, resources)
+
+    def _scrub(self, value):
+        if isinstance(value, list):
+            return [self._scrub(v) for v in value]
+        if isinstance(value, str):
+            return self._pattern.sub(self._replace, value)
+        return value
+
+    def _replace(self, match):
+        tail = match.group(0).rsplit("/", 1)[-1]
+        # keep a file's own name (a student's `answer.py`, a module's name): only where it lives goes
+        return f"{self.replacement}/{tail}" if tail and "." in tail else self.replacement
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return cell, resources
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                output["text"] = self._scrub(output.get("text", ""))
+            elif output.get("output_type") == "error":
+                output["traceback"] = self._scrub(list(output.get("traceback", [])))
+                output["evalue"] = self._scrub(output.get("evalue", ""))
+            for mime, value in list((output.get("data") or {}).items()):
+                if mime.startswith("text/") or mime == "image/svg+xml":
+                    output["data"][mime] = self._scrub(value)
+        return cell, resources
+
+
+# --- formulas: LaTeX to MathML, on the server ---------------------------------------------------------------
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)([^$\n]+?)(?<![\s\\])\$(?!\d)", re.S)
+
+
+def latex_to_mathml(source: str) -> str:
+    """Markdown with `$…$` and `$$…$$` replaced by MathML; code spans and fences untouched. A formula that
+    cannot be converted stays as it is."""
+    from latex2mathml.converter import convert
+
+    def one(match):
+        block = match.group(1) is not None
+        latex = (match.group(1) if block else match.group(2)).strip()
+        try:
+            mathml = convert(latex, display="block" if block else "inline")
+        except Exception:
+            return match.group(0)
+        # a formula inside a paragraph stays inline HTML for the markdown renderer: one line, no blank line
+        mathml = mathml.replace("\n", "")
+        return f"\n\n{mathml}\n\n" if block else mathml
+
+    parts = _CODE.split(source)
+    for i in range(0, len(parts), 2):
+        parts[i] = _MATH.sub(one, parts[i])
+    return "".join(parts)
+
+
+class MathToMathML(Preprocessor):
+    """Markdown cells' LaTeX rendered to MathML, so the page needs neither MathJax nor a network."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "markdown" and "$" in cell.source:
+            cell.source = latex_to_mathml(cell.source)
+        return cell, resources
+
+
+AUTOGRADE_PREPROCESSORS = [SanitizeOutputs, ScrubGraderPaths]
+FEEDBACK_PREPROCESSORS = [SanitizeOutputs, ScrubGraderPaths, MathToMathML]
+
+
+def configure(c) -> None:
+    """Feedback and formgrader settings on an nbgrader traitlets Config that already names the course."""
+    root = c.CourseDirectory.get("root") if "CourseDirectory" in c else None
+    if root:
+        c.ScrubGraderPaths.extra_paths = [str(root)]
+    existing = list(c.GenerateFeedback.get("preprocessors", [])) if "GenerateFeedback" in c else []
+    if not existing:
+        from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+        from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+        existing = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+    c.GenerateFeedback.preprocessors = existing + [p for p in FEEDBACK_PREPROCESSORS if p not in existing]
+    # The formgrader builds its own HTMLExporter from the same configuration: the same cleaning and MathML there.
+    c.HTMLExporter.preprocessors = [f"{p.__module__}.{p.__name__}" for p in FEEDBACK_PREPROCESSORS]
+    # nbconvert 7.17's own `sanitize_html` escapes every tag of a markdown cell, MathML included (the page shows
+    # `&lt;p&gt;…`): SanitizeOutputs above, an allow-list that keeps MathML, does that work instead.
+    c.HTMLExporter.sanitize_html = False
+    c.HTMLExporter.require_js_url = ""
+    c.HTMLExporter.jquery_url = ""
+    # (mermaid_js_url is not configurable in nbconvert 7.17; its script imports mermaid only for a page that
+    # holds a mermaid diagram, which no lesson does.)
+    # Nothing is loaded from a CDN: the formulas are MathML already; a formula that could not be converted
+    # stays as text instead of fetching MathJax from the network.
+    c.HTMLExporter.mathjax_url = ""
