@@ -8,6 +8,16 @@ checks, the tests), the course folder (gradebook, hidden tests, other students' 
 are not there. When the grader kills the namespace's first process, the kernel, every process it
 started dies with it, detached ones included.
 
+Where the kernel cannot reach: its working directory is a size-limited tmpfs (filling it never fills the
+grader's disk), and a cgroup of its own (v1: memory, pids, cpu) bounds the memory of all its processes,
+memfd and tmpfs pages included, their number, and their CPU share (all of them together weigh as one
+grader process); the cgroup is removed when the kernel is killed. Where cgroups are not writable,
+`Cgroup.why_not` says so and the rlimits alone apply. The NVIDIA device nodes and /dev/dri are bound
+when present, so CUDA works in the kernel. `check_hidden` refuses (SandboxError) a repository or course
+folder that lies under a path the sandbox shows (a course under /usr). The source paths of what is bound
+(the Python installation, the virtual environment, lessonkit) are still named in /proc/self/mountinfo:
+their locations are known to the kernel, nothing else under them is mounted.
+
 Elsewhere (not root, not Linux, no util-linux) `unavailable()` says why and the kernel runs unsandboxed.
 """
 from __future__ import annotations

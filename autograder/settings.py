@@ -21,7 +21,7 @@ class Limits:
     tmp_bytes: int = 64 * 2**20
     workdir_bytes: int = 64 * 2**20        # the kernel's working directory: a tmpfs of this size
     cgroup_memory_bytes: int = 6 * 2**30   # resident memory of all the kernel's processes, memfd and tmpfs included
-    cpu_shares: int = 256                  # the kernel's CPU share (a grader process has 1024)
+    cpu_shares: int = 1024                 # all the kernel's processes together weigh as one process of the grader
     max_message_bytes: int = 64 * 2**20    # a larger message from the kernel is dropped before it is parsed
 
 
