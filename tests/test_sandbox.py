@@ -214,3 +214,23 @@ def test_cuda_works_inside_the_sandbox():
         assert "cuda True" in out and "sum 262144.0" in out, out
     finally:
         k.kill()
+
+
+def test_a_burst_of_busy_children_does_not_starve_an_honest_neighbour():
+    """With a neighbour kernel running 16 busy processes, does an honest kernel's fixed loop take at most
+    about three times as long as without it (not 13x)?"""
+    honest, attacker = kernel.Kernel(sandboxed=True).ready(), kernel.Kernel(sandboxed=True).ready()
+    try:
+        if honest.cgroup is None:
+            pytest.skip(sandbox.Cgroup.why_not)
+        loop = "import time\nt = time.perf_counter()\nsum(i * i for i in range(3_000_000))\n" \
+               "print('took', time.perf_counter() - t)\n"
+        alone = float(run(honest, loop).split()[-1])
+        run(attacker, "import os\nfor _ in range(16):\n    if os.fork() == 0:\n        while True:\n"
+                      "            pass\n")
+        time.sleep(1)
+        beside = float(run(honest, loop, seconds=60).split()[-1])
+        assert beside < 3 * alone + 0.5, (alone, beside)
+    finally:
+        attacker.kill()
+        honest.kill()
