@@ -43,7 +43,7 @@ def test_feedback_page_shows_rendered_math_and_runs_no_student_script(browser, t
     page.wait_for_timeout(1500)
     page.screenshot(path="/tmp/feedback_page.png", full_page=False)
 
-    sizes = page.eval_on_selector_all("math", "els => els.map(e => e.getBoundingClientRect().height)")
+    sizes = page.eval_on_selector_all("math[display]", "els => els.map(e => e.getBoundingClientRect().height)")
     assert len(sizes) >= 5 and all(h > 0 for h in sizes), sizes
     markdown_text = page.inner_text("main")
     assert "$" not in markdown_text.replace("`$keep$`", "")
