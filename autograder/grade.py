@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import notebooks, paths, sandbox
 from .check import identify_lesson
+from . import nbgrader_course
 from .nbgrader_course import course_api
 from .outcome import Status
 from .preprocessors import status_of
@@ -191,6 +192,7 @@ def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False
     if todo:
         prepare_lessons(out, {j.lesson for j in todo})
     options = {"cell_timeout": cell_timeout, "sandboxed": sandboxed}
+    nbgrader_course.write_config(out, **options)
     _run_all(out, todo, workers, progress, state, state_path, options, scheduler)
     status = {(j.student, j.lesson): state[f"{j.student}/{j.lesson}"]["status"] for j in jobs}
     scores = autograded_scores(out, [k for k, st in status.items() if Status(st.split(":")[0]).graded])
