@@ -122,6 +122,9 @@ def _lessons_of(student_dir: Path) -> tuple[list[Row], dict[str, Path]]:
     known = set(paths.lesson_names())
     rows, found, renamed = [], {}, {}
     for path in sorted(student_dir.glob("*.ipynb")):
+        if path.is_symlink() or not path.is_file():      # a link to the solutions or a classmate: never opened
+            rows.append(Row(student_dir.name, path.stem, None, None, Status.REFUSED_FILE.value))
+            continue
         try:
             nb = notebooks.read(path)
         except notebooks.NotebookError:
@@ -147,7 +150,7 @@ def collect(submissions: Path, out: Path) -> tuple[list[Row], list[Job]]:
     """Sort every submitted file into a row that needs no grading (with its status) or a job."""
     rows, jobs = [], []
     tests_digest: dict[str, str] = {}
-    for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
+    for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir() and not p.is_symlink()):
         student = student_dir.name
         skipped, chosen = _lessons_of(student_dir)
         rows += skipped
@@ -240,6 +243,11 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _inert(cell: str) -> str:
+    """A CSV cell a spreadsheet shows as text: a file name such as `=HYPERLINK(...)` must not become a formula."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
 def write_csv(path: Path, rows: list[Row]) -> None:
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS)
@@ -248,7 +256,7 @@ def write_csv(path: Path, rows: list[Row]) -> None:
         d = asdict(row)
         d["score"] = "" if d["score"] is None else f"{d['score']:g}"
         d["max_score"] = "" if d["max_score"] is None else f"{d['max_score']:g}"
-        writer.writerow(d)
+        writer.writerow({k: _inert(v) for k, v in d.items()})
     _write_atomically(path, text.getvalue())
 
 

@@ -79,3 +79,24 @@ def test_status_precedence_puts_the_course_first():
     cells = [nbformat.v4.new_code_cell(outputs=[verdicts.error_output(e, "x")])
              for e in (outcome.TIMED_OUT, outcome.COURSE_FAILURE)]
     assert outcome.status_of(nbformat.v4.new_notebook(cells=cells)) is outcome.Status.COURSE_ERROR
+
+
+def test_csv_cells_never_become_spreadsheet_formulas(tmp_path):
+    """Is a student's file name like `=HYPERLINK(...)` written to grades.csv as inert text?"""
+    from autograder import grade
+    rows = [grade.Row("=cmd|' /C calc'!A0", '=HYPERLINK("http://x","y")', None, None, "unknown-lesson"),
+            grade.Row("ada", "+1", 1.0, 2.0, "ok")]
+    grade.write_csv(tmp_path / "g.csv", rows)
+    import csv
+    with open(tmp_path / "g.csv") as f:
+        cells = [c for row in csv.reader(f) for c in row]
+    assert not any(c[:1] in ("=", "+", "-", "@", "\t", "\r") for c in cells)
+
+
+def test_symlinked_submissions_are_refused_unopened(tmp_path):
+    """Is a submission that is a symbolic link (to the solutions, or a classmate's file) refused, never read?"""
+    from autograder import grade, paths
+    (tmp_path / "mallory").mkdir()
+    (tmp_path / "mallory" / "02_bahdanau_attention.ipynb").symlink_to(paths.solution_path("02_bahdanau_attention"))
+    rows, chosen = grade._lessons_of(tmp_path / "mallory")
+    assert chosen == {} and [r.status for r in rows] == ["refused-file"]
