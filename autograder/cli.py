@@ -11,6 +11,7 @@ def parser() -> argparse.ArgumentParser:
 
     r = verbs.add_parser("release", help="regenerate lessons/ from solutions/ with nbgrader generate_assignment")
     r.add_argument("lessons", nargs="*", help="lesson names (default: all)")
+    r.add_argument("--force", action="store_true", help="overwrite lessons edited since they were released")
 
     c = verbs.add_parser("check", help="run a notebook's checks in a fresh kernel and print the result")
     c.add_argument("notebook")
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     verb = args.pop("verb")
     if verb == "release":
         from . import release
-        return release.main(lessons=args["lessons"] or None)
+        return release.main(lessons=args["lessons"] or None, force=args["force"])
     if verb == "check":
         from . import check
         return check.main(**args)

@@ -249,7 +249,7 @@ def test_plot_loglog_labels_each_curve_with_its_slope():
 
 def test_threads_restores_the_thread_count():
     """Does lessonkit's threads(1) run its block on one thread and restore PyTorch's thread count, even on error?"""
-    from lessonkit.demo import threads
+    from lessonkit.guards import threads
     before = torch.get_num_threads()
     with threads(1):
         assert torch.get_num_threads() == 1
