@@ -259,3 +259,51 @@ def test_threads_restores_the_thread_count():
     except ValueError:
         pass
     assert torch.get_num_threads() == before
+
+
+# --- probes handed to the student's code are bounded ---------------------------------------------
+
+def test_hostile_counter_cannot_make_the_probe_broadcast_into_gigabytes():
+    """Does a counter that calls score_fn with h (1, 10**6, d) and s (10**6, d) fail fast with a CheckFailed
+    naming the shapes, before the probe computes (and allocates) anything?"""
+    class CountingScore:
+        def __init__(self, score_fn):
+            self.score_fn, self.count = score_fn, 0
+
+        def __call__(self, h, s):
+            n, d = 10**6, h.shape[-1]
+            big_h = torch.empty(1, n, d, dtype=h.dtype).expand(1, n, d)     # views: nothing big yet
+            big_s = torch.empty(1, s.shape[-1], dtype=s.dtype).expand(n, s.shape[-1])
+            return self.score_fn(big_h, big_s)
+
+    import tracemalloc
+    tracemalloc.start()
+    with pytest.raises(CheckFailed, match=r"shapes \(1, 1000000, \d+\) and \(1000000, \d+\)"):
+        checks.check_CountingScore(CountingScore, device="cpu", seed=0)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 50 * 2**20, f"the probe allocated {peak / 2**20:.0f} MiB"
+
+
+def test_counter_calling_score_fn_without_end_is_stopped():
+    """Does a counter that calls score_fn over and over (a loop over the batch, repeated) get stopped by the
+    probe's call bound with a CheckFailed, rather than run on?"""
+    class CountingScore:
+        def __init__(self, score_fn):
+            self.score_fn, self.count = score_fn, 0
+
+        def __call__(self, h, s):
+            for _ in range(10**6):
+                scores = self.score_fn(h, s)
+            self.count += scores.numel()
+            return scores
+
+    with pytest.raises(CheckFailed, match="more than 64 times"):
+        checks.check_CountingScore(CountingScore, device="cpu", seed=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**31 - 1])
+@pytest.mark.parametrize("name", ["CountingScore", "loglog_slope", "count_self_attention_weights"])
+def test_hidden_checks_pass_the_reference_for_every_seed(name, seed):
+    """Does the reference pass the hidden check whatever seed the grader draws?"""
+    getattr(checks, f"check_{name}")(getattr(ref, name), device="cpu", seed=seed)

@@ -40,6 +40,9 @@ def _expect_int(f: Student, got, call: str):
     f.fail(f"{call} should return an int, got {type(got).__name__} {got!r}.")
 
 
+# A count computed through floats (m * (m + 1) / 2 then int(...), math.prod of floats, np.float64) is
+# exact for small sizes only: the hidden cases include sizes above 2**53, where floats lose the last digits.
+
 def _expect_counts(f: Student, cases: Sequence[tuple], want: Callable, mistakes: Sequence[tuple[str, Callable]],
                    arg_names: str):
     """The student's count on every case equals `want(*case)`; else name the mistake consistent with all cases."""
@@ -50,11 +53,10 @@ def _expect_counts(f: Student, cases: Sequence[tuple], want: Callable, mistakes:
     wrong = [case for case in cases if got[case][0] != want(*case)]
     if not wrong:
         return
+    first = wrong[0]
     for description, formula in mistakes:
         if all(got[case][0] == formula(*case) for case in cases):
-            first = wrong[0]
             f.fail(f"{got[first][1]} returned {got[first][0]}: it looks like {description}.")
-    first = wrong[0]
     f.fail(f"{got[first][1]} returned {got[first][0]}, which is not the right count.")
 
 
@@ -77,7 +79,8 @@ def quick_check_count_attention_weights(fn):
 def check_count_attention_weights(fn, *, device=None, seed=0):
     """Hidden: against the reference on many (m, t), all distinct; names the off-by-one counts."""
     f, ref = Student(fn, "count_attention_weights"), _ref()
-    _expect_counts(f, [(7, 4), (3, 8), (1, 1), (1, 6), (9, 1), (37, 91), (250, 13)], ref.count_attention_weights, [
+    _expect_counts(f, [(7, 4), (3, 8), (1, 1), (1, 6), (9, 1), (37, 91), (250, 13), (6, 6)],
+                   ref.count_attention_weights, [
         ("m + t, the number of state updates of a plain Seq2Seq: with attention every one of the t decoder "
          "states computes m weights", lambda m, t: m + t),
         ("m + 1 weights per decoder state: only the m encoder states h_1..h_m get a weight", lambda m, t: (m + 1) * t),
@@ -110,7 +113,8 @@ def quick_check_count_rnn_steps(fn):
 def check_count_rnn_steps(fn, *, device=None, seed=0):
     """Hidden: against the reference on many (m, t); names the off-by-one counts."""
     f, ref = Student(fn, "count_rnn_steps"), _ref()
-    _expect_counts(f, [(7, 4), (3, 8), (1, 1), (1, 6), (9, 1), (37, 91), (250, 13)], ref.count_rnn_steps, [
+    _expect_counts(f, [(7, 4), (3, 8), (1, 1), (1, 6), (9, 1), (37, 91), (250, 13), (6, 6)],
+                   ref.count_rnn_steps, [
         ("one update too few: the encoder makes m updates (h_1..h_m) and the decoder t (s_1..s_t)",
          lambda m, t: m + t - 1),
         ("one update too many: h_0 = 0 (or s_0 = h_m) is given, not computed", lambda m, t: m + t + 1),
@@ -142,7 +146,8 @@ def quick_check_count_self_attention_weights(fn):
 def check_count_self_attention_weights(fn, *, device=None, seed=0):
     """Hidden: against the reference on many m; names the diagonal left out, the full square, a missing 1/2."""
     f, ref = Student(fn, "count_self_attention_weights"), _ref()
-    _expect_counts(f, [(7,), (1,), (2,), (4,), (37,), (250,)], ref.count_self_attention_weights, [
+    _expect_counts(f, [(7,), (1,), (2,), (4,), (37,), (250,), (3,)],
+                   ref.count_self_attention_weights, [
         ("m(m-1)/2, a position that does not attend to itself: h_i attends to j = 1..i, itself included",
          lambda m: m * (m - 1) // 2),
         ("m·m, every state attending to all m positions: h_i attends only to j <= i", lambda m: m * m),
@@ -159,10 +164,25 @@ def check_count_self_attention_weights(fn, *, device=None, seed=0):
 class _Probe:
     """The score function the checks wrap: records what it received and returns, with a parameter W."""
 
-    def __init__(self, W):
-        self.W, self.calls = W, []
+    def __init__(self, W, max_calls: int = 64, max_m: int = 64):
+        self.W, self.calls, self.max_calls, self.max_m = W, [], max_calls, max_m
 
-    def __call__(self, h, s):
+    def __call__(self, h, s, *extra, **kwargs):
+        # Bounded before anything is computed: a counter that calls score_fn with shapes of its own
+        # (say h of (1, 10**6, d) and s of (10**6, d)) must not make the grader broadcast into gigabytes.
+        if len(self.calls) >= self.max_calls:
+            raise CheckFailed(f"CountingScore called score_fn more than {self.max_calls} times: call it exactly "
+                              "once per call of the counter.")
+        d_h, d_s = self.W.shape                                          # s @ W.T is (B, d_h)
+        if not (isinstance(h, torch.Tensor) and isinstance(s, torch.Tensor)) or h.dim() != 3 or s.dim() != 2 \
+                or h.shape[0] != s.shape[0] or h.shape[2] != d_h or s.shape[1] != d_s or h.shape[1] > self.max_m \
+                or h.shape[0] > self.max_m:
+            what = lambda x: tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise CheckFailed(f"CountingScore called score_fn with arguments of shapes {what(h)} and {what(s)}, "
+                              "not the (batch, m, d_h) and (batch, d_s) it was called with: pass the arguments "
+                              "through unchanged.")
+        if extra or kwargs:
+            self.extra = (extra, kwargs)
         scores = -((h - (s @ self.W.T)[:, None, :]) ** 2).sum(-1)       # (B, m): an alignment no lesson grades
         self.calls.append((h, s, scores))
         return scores
@@ -312,6 +332,22 @@ def check_CountingScore(fn, *, device=None, seed=0):
                    "instances (a class attribute?). Set self.count = 0 in __init__.")
         _new_counter(f, _Probe(W))
 
+        # Called with the contract's keyword names, as score_fn(h=..., s=...) would be.
+        probe = _Probe(W)
+        counter = _new_counter(f, probe)
+        h, s = inputs[2]
+        try:
+            got = _counting(counter)(h=h, s=s)
+        except CheckFailed as e:
+            f.fail(f"called with keywords, counter(h=h, s=s), it failed ({e}): pass *args and **kwargs through "
+                   "to score_fn.")
+        if len(probe.calls) != 1 or not isinstance(got, torch.Tensor) or not torch.equal(got, probe.calls[-1][2]):
+            f.fail("called with keywords, counter(h=h, s=s), it must call score_fn once with the same arguments "
+                   "and return its scores: pass *args and **kwargs through.")
+        if _get_count(f, counter, "after a call with keywords") != probe.calls[-1][2].numel():
+            f.fail("called with keywords, counter(h=h, s=s), the count must grow by the number of scores, as with "
+                   "a positional call.")
+
         # Decoding one sequence (batch 1) of t states over m source positions computes m·t weights.
         for B, m, t in [(1, 6, 4), (1, 3, 7), (2, 5, 3)]:
             hs = torch.tanh(randn(g, B, m, d_h, dtype=dtype, device=dev))
@@ -398,7 +434,9 @@ def quick_check_loglog_slope(fn):
 
 def _power_law_cases(g: torch.Generator):
     """(sizes, times, noisy) for exact power laws c·size^k, then with a multiplicative noise exp(0.3·z)."""
-    size_sets = [[16 * 2 ** i for i in range(6)], [3, 7, 20, 45, 100, 260, 800], [10, 30, 100, 300, 1000]]
+    # Order is not promised: sizes may come reversed or shuffled (the times follow them).
+    size_sets = [[16 * 2 ** i for i in range(6)], [100, 3, 800, 20, 7, 260, 45], [1000, 300, 100, 30, 10],
+                 [3, 7, 20, 45, 100, 260, 800], [10, 30, 100, 300, 1000]]
     exponents = [1.0, 2.0, 0.5, 1.37, -0.7, 0.0]
     for noisy in (False, True):
         for i, k in enumerate(exponents):

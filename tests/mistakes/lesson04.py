@@ -124,6 +124,17 @@ WRONG = [
         """, says="the first state left out"),
 
     # --- CountingScore ---------------------------------------------------------------------------
+    _counter("keyword arguments dropped", _INIT, """
+        scores = self.score_fn(*args)
+        self.count += math.prod(scores.shape)
+        return scores
+        """, says="pass *args and **kwargs through"),
+    _counter("arguments swapped on the way to score_fn", _INIT, """
+        h, s = args
+        scores = self.score_fn(s, h)
+        self.count += scores.numel()
+        return scores
+        """, says="pass the arguments through unchanged"),
     _counter("counts calls", _INIT, """
         self.count += 1
         return self.score_fn(*args, **kwargs)
@@ -305,8 +316,8 @@ CORRECT = [
             counted.count = 0
             return counted
         """),
-    _counter("explicit (h, s) signature and a product of the shape", _INIT, """
-        scores = self.score_fn(*args)
+    _counter("explicit *args, **kwargs and a product of the shape", _INIT, """
+        scores = self.score_fn(*args, **kwargs)
         self.count += math.prod(scores.shape)
         return scores
         """),
