@@ -123,6 +123,10 @@ def rebuild_error(info: dict) -> StudentError:
     return error
 
 
+# In the kernel this module runs from source as "<attention-bridge>", without a __file__.
+_THIS_FILE = globals().get("__file__", "<attention-bridge>")
+
+
 def code_location(error: BaseException) -> str:
     """Where in a notebook cell's code `error` was raised, as "line N: source": the innermost frame of code
     that does not belong to Python, an installed package or this bridge; "" if there is none."""
@@ -134,7 +138,7 @@ def code_location(error: BaseException) -> str:
     while tb is not None:
         code = tb.tb_frame.f_code
         name = code.co_filename
-        if not (name.startswith(installed) or name.startswith("<attention") or name == __file__
+        if not (name.startswith(installed) or name.startswith("<attention") or name == _THIS_FILE
                 or "site-packages" in name):
             line = linecache.getline(name, tb.tb_lineno).strip()
             found = f"line {tb.tb_lineno}: {line}" if line else f"line {tb.tb_lineno}"
@@ -360,8 +364,12 @@ class Peer:
         except BaseException as e:  # the caller gets the error; this side goes on
             if isinstance(e, (KeyboardInterrupt, SystemExit)) and not self.namespace:
                 raise
-            return json.dumps({"error": {"type": type(e).__name__, "message": str(e)[:4000],
-                                         "raiser": raiser_name(e), "location": code_location(e)}})
+            try:
+                message, raiser, location = str(e)[:4000], raiser_name(e), code_location(e)
+            except Exception:       # an exception whose __str__ raises, say: the reply still goes out
+                message, raiser, location = "(the error's message could not be read)", "", ""
+            return json.dumps({"error": {"type": type(e).__name__, "message": message,
+                                         "raiser": raiser, "location": location}})
 
     def _local(self, ref):
         if ref not in self.exported:

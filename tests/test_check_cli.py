@@ -129,3 +129,16 @@ def test_dead_kernel_keeps_proven_points_and_fails_the_rest(tmp_path):
     assert [points[f][0] for f in ("additive_scores", "dot_scores", "attention_weights")] == [2, 2, 3]
     assert all(points[f][0] == 0 for f in ("context_vector", "attention_decoder_step", "attention_decode"))
     assert "kernel died" in next(t["message"] for t in report["tests"] if t["function"] == "attention_decode")
+
+
+def test_error_in_the_kernel_names_the_students_line(tmp_path):
+    """Does an exception raised in the student's kernel come back with the student's line and the input shapes?"""
+    lesson = "02_bahdanau_attention"
+    nb = submissions.answered(lesson, {"context_vector":
+                                       "def context_vector(alpha, h):\n    total = alpha.sum(dim=7)\n    return total\n"})
+    path = tmp_path / "mine.ipynb"
+    nbformat.write(nb, path)
+    rc, report = check_json(path, "--hidden")
+    message = next(t["message"] for t in report["tests"] if t["function"] == "context_vector")
+    assert rc == 1 and "line 2: total = alpha.sum(dim=7)" in message, message
+    assert "GradingError" not in message
