@@ -2,6 +2,8 @@
 checks against the reference and a few wrong answers (called directly, no kernel)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -213,3 +215,50 @@ def test_scaled_default_score_fails(ref):
         return ref.self_attention_rnn(xs, A, b, score_fn)
     with pytest.raises(CheckFailed, match="divided by sqrt"):
         checks.check_self_attention_rnn(layer)
+
+
+# --- the score probe is bounded --------------------------------------------------------------------
+
+def test_score_probe_refuses_oversized_shapes_and_too_many_calls(ref):
+    """Does a layer that calls score_fn with shapes of its own ((1, N, d_h) against (N, d_h), which would
+    broadcast to N x N x d_h) or far too often get a CheckFailed before the probe computes anything, even
+    when it catches the refusal and carries on?"""
+    import time
+
+    def broadcaster(xs, A, b, score_fn=None):
+        if score_fn is not None:
+            d_h = A.shape[0]
+            huge = xs.new_zeros(1, 100_000, d_h)
+            try:
+                score_fn(huge, huge[0])                  # 10**10 * d_h entries if it were computed
+            except CheckFailed:
+                pass                                     # caught: the check must fail all the same
+        return ref.self_attention_rnn(xs, A, b, score_fn)
+
+    def chatterbox(xs, A, b, score_fn=None):
+        if score_fn is not None:
+            H = ref.self_attention_rnn(xs, A, b)[0]
+            for _ in range(10_000):
+                score_fn(H[:, :1], H[:, 0])
+        return ref.self_attention_rnn(xs, A, b, score_fn)
+
+    for layer, says in [(broadcaster, "expects h_prefix of shape (batch, i, d_h)"), (chatterbox, "more than")]:
+        start = time.perf_counter()
+        for check in (checks.quick_check_self_attention_rnn, checks.check_self_attention_rnn):
+            with pytest.raises(CheckFailed, match=re.escape(says)):
+                check(layer)
+        assert time.perf_counter() - start < 10
+
+
+def test_score_probe_keeps_answering_the_calls_the_math_makes():
+    """Does the bounded probe still score every legitimate call: batch, prefix length 1..m, keywords?"""
+    W = torch.eye(3, dtype=torch.float64)
+    probe = checks.ScoreProbe(W, batch=2, max_len=4)
+    H = torch.randn(2, 4, 3, dtype=torch.float64)
+    for i in range(1, 5):
+        scores = probe(h_prefix=H[:, :i], h_i=H[:, i - 1])
+        assert scores.shape == (2, i)
+    assert len(probe.calls) == 4 and not probe.refused
+    with pytest.raises(CheckFailed, match="expects h_prefix"):
+        probe(H[:1, :2].expand(3, 2, 3), H[:1, 0].expand(3, 3))     # another batch than the layer's
+    assert probe.refused

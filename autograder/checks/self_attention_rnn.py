@@ -84,22 +84,45 @@ class ScoreProbe:
 
     Its alignment, the negative squared distance between h_j and a fixed linear map of h_i, is one
     no lesson grades, and it is not symmetric: swapped arguments cannot go unnoticed.
+
+    It is bounded before it computes anything: at most `max_calls` calls, and only arguments of the
+    shapes the math gives it (h_prefix (batch, i, d_h) with i <= max_len + 1, h_i (batch, d_h), the
+    batch and d_h of the layer's inputs). A layer that calls it with shapes of its own, say h_prefix of
+    (1, 10**5, d_h) and h_i of (10**5, d_h), would otherwise make the grader broadcast into gigabytes.
+    A refused call raises CheckFailed, and keeps the refusal in `refused` (a layer that catches the
+    exception still fails: `_diagnose_calls` raises it again).
     """
 
-    def __init__(self, W):
-        self.W, self.calls = W, []
+    def __init__(self, W, *, batch: int | None = None, max_len: int = 16, max_calls: int | None = None,
+                 scale: float = 1.0):
+        self.W, self.calls, self.scale = W, [], scale
+        self.batch, self.max_len = batch, max_len
+        self.max_calls = 2 * max_len + 2 if max_calls is None else max_calls
+        self.refused = ""
+
+    def _refuse(self, message: str):
+        self.refused = self.refused or message
+        raise CheckFailed(message)
 
     def __call__(self, h_prefix, h_i):
+        if len(self.calls) >= self.max_calls:
+            self._refuse(f"{NAME}: score_fn was called more than {self.max_calls} times in one call of the layer: "
+                         "call it once per position i, with h_1..h_i and h_i.")
         if not isinstance(h_prefix, torch.Tensor) or not isinstance(h_i, torch.Tensor):
-            raise CheckFailed(f"{NAME}: score_fn should be called with two tensors, score_fn(h_prefix, h_i).")
+            self._refuse(f"{NAME}: score_fn should be called with two tensors, score_fn(h_prefix, h_i).")
         if h_prefix.dim() == 2 and h_i.dim() == 3:
-            raise CheckFailed(f"{NAME}: the arguments of score_fn are swapped: call score_fn(h_prefix, h_i), the "
-                              "states h_1..h_i (batch, i, d_h) first and the new state h_i (batch, d_h) second.")
-        if h_prefix.dim() != 3 or h_i.dim() != 2:
-            raise CheckFailed(f"{NAME}: score_fn(h_prefix, h_i) expects h_prefix of shape (batch, i, d_h) and h_i of "
-                              f"shape (batch, d_h); it got {tuple(h_prefix.shape)} and {tuple(h_i.shape)}.")
+            self._refuse(f"{NAME}: the arguments of score_fn are swapped: call score_fn(h_prefix, h_i), the "
+                         "states h_1..h_i (batch, i, d_h) first and the new state h_i (batch, d_h) second.")
+        d_h = self.W.shape[0]
+        batch = h_i.shape[0] if self.batch is None else self.batch
+        if (h_prefix.dim() != 3 or h_i.dim() != 2 or h_prefix.shape[0] != batch or h_i.shape[0] != batch
+                or batch > 64 or not 1 <= h_prefix.shape[1] <= self.max_len + 1
+                or h_prefix.shape[2] != d_h or h_i.shape[1] != d_h):
+            self._refuse(f"{NAME}: score_fn(h_prefix, h_i) expects h_prefix of shape (batch, i, d_h) and h_i of "
+                         f"shape (batch, d_h), with the batch and d_h of the inputs (here {batch} and {d_h}) and "
+                         f"1 <= i <= m; it got {tuple(h_prefix.shape)} and {tuple(h_i.shape)}.")
         self.calls.append((h_prefix.detach().clone(), h_i.detach().clone()))
-        return -((h_prefix - (h_i @ self.W.T)[:, None, :]) ** 2).sum(-1)        # (B, i)
+        return -self.scale * ((h_prefix - (h_i @ self.W.T)[:, None, :]) ** 2).sum(-1)        # (B, i)
 
 
 def _layer_inputs(g, B, m, d_x, d_h, dtype=torch.float64, device="cpu"):
@@ -111,9 +134,21 @@ def _layer_inputs(g, B, m, d_x, d_h, dtype=torch.float64, device="cpu"):
 
 
 def _run(f, xs, A, b, *score):
-    """Call the student's function and check the three outputs' types and shapes."""
+    """Call the student's function and check the three outputs' types and shapes.
+
+    A probe's refusal wins over whatever the call then did with it (caught it, or raised another error).
+    """
     B, m_, _ = xs.shape
-    hs, cs, weights = f.expect_tuple(f(xs, A, b, *score), 3, "(hs, cs, weights)")
+    probe = score[0] if score and isinstance(score[0], ScoreProbe) else None
+    try:
+        result = f(xs, A, b, *score)
+    except CheckFailed:
+        if probe is not None and probe.refused:
+            raise CheckFailed(probe.refused) from None
+        raise
+    if probe is not None and probe.refused:
+        raise CheckFailed(probe.refused)
+    hs, cs, weights = f.expect_tuple(result, 3, "(hs, cs, weights)")
     d_h = A.shape[0]
     f.expect_tensor(hs, "hs", shape=(B, m_, d_h), like=xs, hint="It holds h_1..h_m: (batch, m, d_h).")
     f.expect_tensor(cs, "cs", shape=(B, m_, d_h), like=xs, hint="It holds c_1..c_m: (batch, m, d_h).")
@@ -125,6 +160,8 @@ def _run(f, xs, A, b, *score):
 def _diagnose_calls(f, probe, hs):
     """Name the usual mistakes from how score_fn was called."""
     calls, m = probe.calls, hs.shape[1]
+    if probe.refused:
+        raise CheckFailed(probe.refused)
     if not calls:
         f.fail("score_fn was never called: when a score_fn is given, the weights must come from it.")
     if m > 1 and len(calls) == m - 1 and all(prefix.shape[1] == k + 1 for k, (prefix, _) in enumerate(calls)):
@@ -235,7 +272,7 @@ def _dot_scores_of(hs):
 
 
 def _probe_scores_of(hs, W):
-    return lambda i: ScoreProbe(W)(hs[:, :i + 1], hs[:, i])
+    return lambda i: ScoreProbe(W, max_len=hs.shape[1])(hs[:, :i + 1], hs[:, i])
 
 
 def _check_causality(f, xs, A, b, score, hs, cs, weights):
@@ -264,7 +301,7 @@ def _quick_check_layer(f):
     B, m, d_x, d_h = 2, 5, 3, 4
     xs, A, b, W = _layer_inputs(g, B, m, d_x, d_h)
     # a score_fn of our own: is it called with h_1..h_i and h_i, once per position?
-    probe = ScoreProbe(W)
+    probe = ScoreProbe(W, batch=B, max_len=m)
     hs, cs, weights = _run(f, xs, A, b, probe)
     _diagnose_start(f, hs, cs)
     _diagnose_calls(f, probe, hs)
@@ -304,21 +341,23 @@ def check_self_attention_rnn(fn, *, device=None, seed=0):
         for dev, dtype, g in cases(device, seed):
             for B, m, d_x, d_h in [(2, 5, 3, 4), (1, 4, 6, 2), (3, 7, 2, 5)]:
                 xs, A, b, W = _layer_inputs(g, B, m, d_x, d_h, dtype, dev)
-                for score in [(ScoreProbe(W),), ()]:
+                probe = lambda: (ScoreProbe(W, batch=B, max_len=m),)     # noqa: E731
+                for score in [probe(), ()]:
                     hs, cs, weights = _run(f, xs, A, b, *score)
                     _diagnose_start(f, hs, cs)
                     if score:
                         _diagnose_calls(f, score[0], hs)
                     scores = _probe_scores_of(hs, W) if score else _dot_scores_of(hs)
                     _diagnose_layer(f, xs, A, b, hs, cs, weights, step=ref.self_attention_rnn_step, scores=scores)
-                    want_hs, want_cs, want_w = ref.self_attention_rnn(xs, A, b, *(ScoreProbe(W),) if score else ())
+                    want_hs, want_cs, want_w = ref.self_attention_rnn(xs, A, b, *probe() if score else ())
                     f.expect_close(weights, want_w, "weights")
                     f.expect_close(hs, want_hs, "hs")
                     f.expect_close(cs, want_cs, "cs")
-                    _check_causality(f, xs, A, b, (ScoreProbe(W),) if score else (), hs, cs, weights)
+                    _check_causality(f, xs, A, b, probe() if score else (), hs, cs, weights)
             xs, A, b, W = _layer_inputs(g, 2, 5, 3, 4, dtype, dev)
             f.expect_gradients([xs, A, b], ref.self_attention_rnn,
                                output=lambda r: torch.cat([t.flatten() for t in r]))
-            distance = lambda P, h: -((P - h[:, None, :]) ** 2).sum(-1)          # noqa: E731
+            # -|h_j - h_i|^2, bounded: the student's call and the reference's share this probe.
+            distance = ScoreProbe(torch.eye(4, dtype=dtype, device=dev), batch=2, max_len=5, max_calls=40)
             f.expect_gradients([xs, A, b, distance], ref.self_attention_rnn,
                                output=lambda r: torch.cat([t.flatten() for t in r]))
