@@ -156,14 +156,16 @@ def check(path: str | Path, *, hidden: bool = False, device: str | None = None) 
 
 def print_table(report: Report) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{Path(report.notebook).name}  ({report.lesson})", title_justify="left")
+    # Messages hold code such as `[x_i; c_{i-1}]`: printed as text, never read as rich markup.
+    table = Table(title=escape(f"{Path(report.notebook).name}  ({report.lesson})"), title_justify="left")
     for col in ("function", "points", "result", "message"):
         table.add_column(col, overflow="fold")
     for t in report.tests:
         result = "[green]pass[/]" if t.passed else "[red]FAIL[/]"
-        table.add_row(t.function, f"{t.points:g} / {t.max_points:g}", result, t.message)
+        table.add_row(escape(t.function), f"{t.points:g} / {t.max_points:g}", result, escape(t.message))
     console = Console()
     console.print(table)
     if report.status != "ok":

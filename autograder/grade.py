@@ -262,6 +262,7 @@ def write_csv(path: Path, rows: list[Row]) -> None:
 
 def print_rows(rows: list[Row], out: Path) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="grades", title_justify="left")
@@ -269,7 +270,7 @@ def print_rows(rows: list[Row], out: Path) -> None:
         table.add_column(col)
     for r in rows:
         colour = "green" if r.status == "ok" else "red"
-        table.add_row(r.student, r.lesson, "" if r.score is None else f"{r.score:g}",
+        table.add_row(escape(r.student), escape(r.lesson), "" if r.score is None else f"{r.score:g}",
                       "" if r.max_score is None else f"{r.max_score:g}", f"[{colour}]{r.status}[/]")
     console = Console()
     console.print(table)

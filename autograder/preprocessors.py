@@ -11,6 +11,9 @@ keeps the gradebook and writes the feedback as usual. Unlike Execute:
 """
 from __future__ import annotations
 
+import logging
+import os
+import secrets
 import time
 from pathlib import Path
 
@@ -22,6 +25,9 @@ from . import bridge, kernel, notebooks, outcome, sandbox, verdicts
 
 KERNEL_DIED, TIMED_OUT = kernel.DIED, kernel.TIMEOUT
 STOPPED = {"kernel-died": KERNEL_DIED, "timeout": TIMED_OUT}
+log = logging.getLogger("autograder.grading")
+# One secret seed per grading process; ATTENTION_GRADING_SEED fixes it (tests, reproducing a verdict).
+RUN_SEED = int(os.environ.get("ATTENTION_GRADING_SEED") or secrets.randbelow(2**31))
 
 
 class GradeOutsideKernel(NbGraderPreprocessor):
@@ -30,44 +36,77 @@ class GradeOutsideKernel(NbGraderPreprocessor):
     sandboxed = Bool(None, allow_none=True,
                      help="Run the kernel in the sandbox; None: wherever the sandbox is available.").tag(config=True)
     course_id = Unicode("attention", help="The gradebook's course id.").tag(config=True)
-    test_sources = Dict(help="grade id -> source of the course's test cells; empty: read from the gradebook.")
+    test_sources = Dict(help="grade id -> source of the course's test cells, in the course's order; empty: read "
+                             "from the gradebook (in the order of the course folder's source notebook).")
+    seed = Integer(None, allow_none=True, help="The hidden checks' seed; None: this process's secret one.")
     cwd = Unicode("", help="Unsandboxed only: the kernel's working directory (default: an empty one).")
 
     def preprocess(self, nb: NotebookNode, resources: dict):
-        sources = dict(self.test_sources) or _gradebook_test_sources(resources, self.course_id)
+        sources = dict(self.test_sources) or _gradebook_test_sources(resources, self.course_id, self.config)
         sandboxed = self.sandboxed if self.sandboxed is not None else not sandbox.unavailable()
-        k = kernel.pool(sandboxed).take(Path(self.cwd) if self.cwd and not sandboxed else None)
+        try:
+            k = kernel.pool(sandboxed).take(Path(self.cwd) if self.cwd and not sandboxed else None)
+        except (bridge.PeerGone, Exception) as e:     # no student code has run: the grader's failure
+            log.error("the kernel could not start: %s", e)
+            for cell in nb.cells:
+                if notebooks.is_autograded_test(cell):
+                    cell.outputs = [_course_failure(f"the grader could not start a kernel ({e})")]
+            return nb, resources
+        seed = RUN_SEED if self.seed is None else self.seed
         deadline = time.monotonic() + self.notebook_timeout
         cell_deadline = [deadline]
         peer = bridge.Peer(lambda text: k.request(text, deadline=cell_deadline[0], on_input=peer.handle))
+        course_order = list(sources)
+        tests = {notebooks.grade_id(c): c for c in nb.cells
+                 if notebooks.is_autograded_test(c) and notebooks.grade_id(c) in sources}
+        done: set[str] = set()
+
+        def run_test(gid: str) -> bridge.PeerGone | None:
+            """One test cell's verdict; returns why the kernel stopped, if it did."""
+            done.add(gid)
+            cell_deadline[0] = min(time.monotonic() + self.cell_timeout, deadline)
+            try:
+                tests[gid].outputs = verdicts.run(sources[gid], peer, seed=seed)
+            except bridge.PeerGone as gone:
+                if gone.status not in STOPPED:        # the kernel lives but cannot be graded: this test fails
+                    tests[gid].outputs = [verdicts.error_output("GradingError", str(gone))]
+                    return None
+                tests[gid].outputs = [_stopped_output(gone, ran=True)]
+                return gone
+            return None
+
         stopped: bridge.PeerGone | None = None
         count = 0
         try:
             for cell in nb.cells:
                 if cell.cell_type != "code":
                     continue
-                cell.outputs = []
-                test = notebooks.is_autograded_test(cell) and notebooks.grade_id(cell) in sources
-                if stopped is not None:
-                    if test:
-                        cell.outputs = [_stopped_output(stopped, ran=False)]
+                gid = notebooks.grade_id(cell)
+                if tests.get(gid) is cell:
+                    # Every test the course puts before this one runs first (once), then this one.
+                    for earlier in course_order[:course_order.index(gid) + 1]:
+                        if stopped is None and earlier in tests and earlier not in done:
+                            stopped = run_test(earlier)
                     continue
+                cell.outputs = []
+                if stopped is not None:
+                    continue
+                count += 1
+                cell.execution_count = count
                 cell_deadline[0] = min(time.monotonic() + self.cell_timeout, deadline)
                 try:
-                    if test:
-                        cell.outputs = verdicts.run(sources[notebooks.grade_id(cell)], peer)
-                    else:
-                        count += 1
-                        cell.execution_count = count
-                        cell.outputs = k.run_cell(cell.source, deadline=cell_deadline[0])
+                    cell.outputs = k.run_cell(cell.source, deadline=cell_deadline[0])
                 except bridge.PeerGone as gone:
-                    if gone.status not in STOPPED:        # the kernel lives but cannot be graded: this cell fails
+                    if gone.status not in STOPPED:
                         cell.outputs = [verdicts.error_output("GradingError", str(gone))]
                         continue
                     stopped = gone
                     cell.outputs = getattr(gone, "outputs", []) + [_stopped_output(gone, ran=True)]
         finally:
             k.kill()
+        for gid, cell in tests.items():
+            if gid not in done:                   # never ran: an earlier cell stopped the kernel
+                cell.outputs = [_stopped_output(stopped, ran=False)]
         return nb, resources
 
 
@@ -82,12 +121,37 @@ def _stopped_output(gone: bridge.PeerGone, *, ran: bool) -> NotebookNode:
     return verdicts.error_output(STOPPED[gone.status], reason)
 
 
-def _gradebook_test_sources(resources: dict, course_id: str) -> dict[str, str]:
-    """The course's autograded test cells of this notebook, as nbgrader stored them from the source."""
+def _course_failure(reason: str) -> NotebookNode:
+    return verdicts.error_output(outcome.COURSE_FAILURE, f"the course failed, not your code: {reason}")
+
+
+def _gradebook_test_sources(resources: dict, course_id: str, config=None) -> dict[str, str]:
+    """The course's autograded test cells of this notebook, as nbgrader stored them from the source, in the
+    order of the course folder's source notebook (the gradebook keeps no order)."""
     from nbgrader.api import Gradebook
     info = resources["nbgrader"]
     with Gradebook(info["db_url"], course_id) as gb:
         nb = gb.find_notebook(info["notebook"], info["assignment"])
         graded = {c.name for c in nb.grade_cells if c.cell_type == "code"}
-        return {c.name: c.source for c in nb.source_cells if c.name in graded and c.name not in
-                {s.name for s in nb.solution_cells}}
+        sources = {c.name: c.source for c in nb.source_cells if c.name in graded and c.name not in
+                   {s.name for s in nb.solution_cells}}
+    order = _source_order(info["assignment"], info["notebook"], config)
+    return dict(sorted(sources.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+def _source_order(assignment: str, notebook: str, config) -> dict[str, int]:
+    """grade id -> position in the course folder's source notebook (else the course's own solutions)."""
+    from nbgrader.coursedir import CourseDirectory
+    from . import paths
+    candidates = [paths.solution_path(notebook)]
+    if config is not None:
+        coursedir = CourseDirectory(config=config)
+        candidates.insert(0, Path(coursedir.format_path(coursedir.source_directory, ".", assignment)) /
+                          f"{notebook}.ipynb")
+    for path in candidates:
+        try:
+            cells = notebooks.read(path).cells
+        except notebooks.NotebookError:
+            continue
+        return {notebooks.grade_id(c): i for i, c in enumerate(cells) if notebooks.grade_id(c)}
+    return {}

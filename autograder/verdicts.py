@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import importlib
+import inspect
 import io
 from dataclasses import dataclass
 
@@ -74,13 +75,20 @@ def plan(source: str) -> list[Call | Print]:
     return steps
 
 
+def _takes_seed(check) -> bool:
+    return check.__name__.startswith("check_") and "seed" in inspect.signature(check).parameters
+
+
 def error_output(ename: str, evalue: str, rendered: str | None = None):
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue,
                                   traceback=[rendered or f"\x1b[0;31m{ename}\x1b[0m: {evalue}"])
 
 
-def run(source: str, peer: bridge.Peer) -> list:
+def run(source: str, peer: bridge.Peer, *, seed: int | None = None) -> list:
     """Run a test cell's steps against the kernel behind `peer`; returns the cell's outputs.
+
+    With `seed`, every hidden check (`check_*`, which takes a `seed`) draws its inputs from it; the
+    visible checks keep the fixed inputs the student sees in the lesson.
 
     Raises bridge.PeerGone when the kernel dies or runs out of time (the caller stops the notebook there).
     """
@@ -92,7 +100,8 @@ def run(source: str, peer: bridge.Peer) -> list:
                     print(step.text)
                     continue
                 check = getattr(importlib.import_module(step.module), step.function)
-                check(*[peer.request({"op": "lookup", "name": name}) for name in step.arguments])
+                extra = {"seed": seed} if seed is not None and _takes_seed(check) else {}
+                check(*[peer.request({"op": "lookup", "name": name}) for name in step.arguments], **extra)
     except CheckFailed as failure:
         outputs.append(error_output("CheckFailed", str(failure), failure._render_traceback_()[0]))
     except bridge.PeerGone:
