@@ -34,6 +34,14 @@ def parser() -> argparse.ArgumentParser:
     d = verbs.add_parser("demo", help="grade the bundled demo class and print the table")
     d.add_argument("--out", default="demo-out", help="where the demo course goes (default: demo-out)")
     d.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+
+    i = verbs.add_parser("init", help="put the lessons and this grader into an nbgrader course folder (new or yours)")
+    i.add_argument("course", help="the course folder; an nbgrader_config.py there is kept, the grader added as a block")
+    i.add_argument("lessons", nargs="*", help="lesson names (default: all)")
+    i.add_argument("--course-id", help="the nbgrader course id (default: what the folder's configuration says)")
+    i.add_argument("--exchange", metavar="DIR", help="the file-system exchange (default: the configuration's)")
+    i.add_argument("--force", action="store_true", help="overwrite source notebooks edited in the course folder")
+    i.add_argument("--cell-timeout", type=int, default=60, metavar="SECONDS", help="a cell's time limit when grading")
     return p
 
 
@@ -49,5 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     if verb == "grade":
         from . import grade
         return grade.main(**args)
+    if verb == "init":
+        from . import course_init
+        return course_init.main(**args)
     from . import demo
     return demo.main(**args)
