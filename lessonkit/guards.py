@@ -46,6 +46,12 @@ def steps(n: int) -> int:
     return max(1, n // 50) if os.environ.get("LESSONKIT_QUICK") else n
 
 
+def examples(n: int) -> int:
+    """`n` test examples, or a few when LESSONKIT_QUICK is set: the smoke run only needs the evaluation
+    to run, and a model trained a few steps gives no figure worth the time."""
+    return max(2, n // 32) if os.environ.get("LESSONKIT_QUICK") else n
+
+
 def raiser_name(error: BaseException) -> str | None:
     """The name of the innermost function of the traceback that raised `error` (None without one)."""
     tb, name = error.__traceback__, None

@@ -92,11 +92,11 @@ def plot_weights(weights, src_row, queries_row, *, title: str = "Attention weigh
 
     ax = ax or plt.subplots(figsize=(4.5, 3))[1]
     source, target = labels(src_row, queries_row)
-    plot_attention(weights, source, target, title=title, ax=ax)
+    plot_attention(weights, source, target, title=title, ax=ax,
+                   xlabel="source letter at position i (· is padding)", ylabel="query j (the letter it asks for)")
     for i, token in enumerate(src_row):
         if int(token) == PAD:
             ax.add_patch(plt.Rectangle((i - 0.5, -0.5), 1, len(target), fill=False, hatch="//", color="0.6", lw=0))
-    ax.set(xlabel="source position i (its letter; · is padding)", ylabel="query j (the letter it asks for)")
     return ax
 
 

@@ -130,19 +130,20 @@ def plot_accuracy(curves: dict[str, dict[int, float]], *, trained=(0, 4), ax=Non
 
 
 def plot_weights(weights, words: list[str], *, title: str = "Self-attention weights", ax=None):
-    """Heatmap of one sentence's weights (m, m): row i is the distribution over j <= i that built c_i.
-    Weights of at least 0.1 are written in their cell."""
+    """Heatmap of one sentence's weights (m, m): row j is the distribution over the states h_i, i <= j,
+    that built c_j (entry (j, i) is alpha_ij). Weights of at least 0.1 are written in their cell."""
     weights = torch.as_tensor(weights).detach().cpu()
     m = len(words)
     ax = ax or plt.subplots(figsize=(0.45 * m + 2, 0.45 * m + 1))[1]
     im = ax.imshow(weights, cmap="Blues", vmin=0, vmax=1)
-    for i in range(m):
-        for j in range(i + 1):
-            if weights[i, j] >= 0.1:
-                ax.text(j, i, f"{weights[i, j]:.1f}".lstrip("0"), ha="center", va="center", fontsize=7,
-                        color="white" if weights[i, j] > 0.6 else "black")
+    for j in range(m):                        # the query: row j builds c_j
+        for i in range(j + 1):                # the attended states h_1..h_j
+            if weights[j, i] >= 0.1:
+                ax.text(i, j, f"{weights[j, i]:.1f}".lstrip("0"), ha="center", va="center", fontsize=7,
+                        color="white" if weights[j, i] > 0.6 else "black")
     ax.set_xticks(range(m), words, rotation=60)
     ax.set_yticks(range(m), words)
-    ax.set(xlabel="attended state h_j", ylabel="position i (its row builds c_i)", title=title)
+    ax.set(xlabel="attended state $h_i$ (the word at position i)",
+           ylabel="position j (its row builds $c_j$)", title=title)
     ax.figure.colorbar(im, ax=ax, fraction=0.04)
     return ax

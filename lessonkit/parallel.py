@@ -1,7 +1,7 @@
 """Timing a layer's forward and backward pass, to compare all-positions-at-once with one-after-another.
 
 Lesson 06 times its `self_attention` against a SimpleRNN with self-attention (lesson 05's layer),
-whose state h_i needs c_{i-1} and so cannot start before step i-1 is done.
+whose state h_j needs c_{j-1} and so cannot start before step j-1 is done.
 """
 from __future__ import annotations
 
@@ -102,6 +102,6 @@ def plot_times(sizes, times: dict[str, list[float]], *, title: str = "Forward + 
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set(xlabel="sequence length m", ylabel=ylabel, title=title)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.2), fontsize=8, frameon=False)   # below: hides no curve
     ax.grid(alpha=0.3, which="both")
     return ax

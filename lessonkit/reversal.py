@@ -2,12 +2,16 @@
 
 Length is what makes it hard: a plain Seq2Seq must squeeze the whole string into its final state,
 while attention lets each output step look back at the one input it needs.
+
+Accuracy is measured two ways: teacher-forced (the decoder reads the true previous letters, as in
+training) and free-running (it reads its own greedy predictions, as it must when no answer is given).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .guards import examples, threads
 from .training import fit
 
 LETTERS = "abcdefghij"
@@ -44,13 +48,59 @@ def train(model: nn.Module, *, steps: int = 2000, lengths=(5, 30), batch_size: i
 
 
 @torch.no_grad()
-def accuracy_by_length(model: nn.Module, lengths, *, n: int = 256, seed: int = 1234) -> dict[int, float]:
-    """Token accuracy (teacher-forced) on `n` fresh examples of each length: the same test set for every model."""
+def greedy_decode(model: nn.Module, src: torch.Tensor, t: int | None = None) -> torch.Tensor:
+    """Free-running (greedy) decoding: the model reads its own previous prediction, never the answer.
+
+    The result is what decoding one step at a time gives: x'_1 = START, and x'_{j+1} is the letter the
+    model itself scored highest at step j. It works for any model that `train` accepts, as long as its
+    step j reads only x'_1..x'_j (true of an RNN decoder, with or without attention).
+
+    How: instead of t calls on growing prefixes (t^2/2 decoder steps), the whole sequence is decoded
+    again and again, each pass reading the letters the previous pass predicted, until they stop
+    changing. Pass r gets steps 1..r right whatever the passes before it read (step r reads only the
+    letters of steps 1..r-1, already final), so at most t + 1 passes are made, and where they stop the
+    letters read are exactly the letters predicted: the step-by-step decoding. A model that makes few
+    mistakes gets there in a few passes. The first pass reads START everywhere; the answer is never read.
+
+    Args:
+        src: (B, m) letters to read.  t: how many letters to write (default m).
+    Returns:
+        (B, t) the predicted letters.
+    """
+    B, m = src.shape
+    t = m if t is None else t
+    start = torch.full((B, 1), START, dtype=torch.long, device=src.device)       # x'_1 = START
+    inputs = start.expand(B, t)                                                   # (B, t) a first guess
+    predicted = None
+    for _ in range(t + 1):
+        new = model(src, inputs)[0].argmax(-1)                                    # (B, t)
+        if predicted is not None and torch.equal(new, predicted):
+            break                                                                 # a fixed point: done
+        predicted = new
+        inputs = torch.cat([start, predicted[:, :-1]], dim=1)                     # its own letters in
+    return predicted
+
+
+@torch.no_grad()
+def accuracy_by_length(model: nn.Module, lengths, *, n: int = 256, seed: int = 1234,
+                       free_running: bool = False) -> dict[int, float]:
+    """Token accuracy on `n` fresh examples of each length: the same test set for every model.
+
+    Teacher-forced by default: the decoder reads the true previous letters (START, then the answer
+    shifted right), so one mistake does not change what it reads next. With `free_running=True` it
+    reads its own predictions (`greedy_decode`), as it must when no answer is given: a mistake is fed
+    back and can cause the next ones (exposure bias). With LESSONKIT_QUICK set, a few examples only.
+    """
+    n = examples(n)
     out = {}
-    for length in lengths:
-        src, tgt_in, tgt = batch(n, length, torch.Generator().manual_seed(seed + length))
-        logits, _ = model(src, tgt_in)
-        out[length] = (logits.argmax(-1) == tgt).float().mean().item()
+    with threads(1):                          # small tensors: one thread is fastest (see guards.threads)
+        for length in lengths:
+            src, tgt_in, tgt = batch(n, length, torch.Generator().manual_seed(seed + length))
+            if free_running:
+                predicted = greedy_decode(model, src, tgt.shape[1])                # (n, m)
+            else:
+                predicted = model(src, tgt_in)[0].argmax(-1)                       # (n, m)
+            out[length] = (predicted == tgt).float().mean().item()
     return out
 
 
