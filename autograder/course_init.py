@@ -98,13 +98,18 @@ def include(c: Config, config_file: str, *, course_id: str | None = None, exchan
         for key in keys:
             ours[section].pop(key, None)
     c.merge(ours)
-    c.Autograde.autograde_preprocessors = [GradeCourseLessons if getattr(p, "__name__", p) == "GradeOutsideKernel"
-                                           else p for p in c.Autograde.autograde_preprocessors]
+    c.Autograde.autograde_preprocessors = [GradeCourseLessons if _named(p) == "GradeOutsideKernel" else p
+                                           for p in c.Autograde.autograde_preprocessors]
     if course_id:
         c.CourseDirectory.course_id = course_id
     if exchange:
         c.Exchange.root = str(exchange)
     return c
+
+
+def _named(preprocessor) -> str:
+    """A preprocessor's class name, given as the class or as its dotted path."""
+    return (preprocessor if isinstance(preprocessor, str) else preprocessor.__name__).rsplit(".", 1)[-1]
 
 
 def _block(**arguments) -> str:
@@ -133,6 +138,16 @@ def _written_by_grade(text: str) -> bool:
         written = nbgrader_course.write_config(Path(tmp), cell_timeout=int(found.group(1)),
                                                sandboxed=ast.literal_eval(found.group(2)))
         return written.read_text() == text
+
+
+def grade_may_write_config(root: Path) -> bool:
+    """May `grade` (re)write `root`/nbgrader_config.py? Only where there is none, or exactly the one it wrote:
+    never over an instructor's file, nor over the block init added (the course id and exchange it names)."""
+    path = Path(root) / CONFIG_FILE
+    if not path.is_file():
+        return True
+    text = path.read_text()
+    return not _BLOCK.search(text) and _written_by_grade(text)
 
 
 def write_configuration(root: Path, *, course_id: str | None = None, exchange: str | None = None,

@@ -23,7 +23,7 @@ from nbgrader.api import Gradebook
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 
-from autograder import course_init, notebooks, paths, submissions
+from autograder import course_init, nbgrader_course, notebooks, paths, submissions
 from tests.mistakes import lesson03
 
 pytestmark = pytest.mark.slow
@@ -169,6 +169,7 @@ def test_init_keeps_the_instructors_configuration_and_runs_twice(tmp_path):
     assert config.CourseDirectory.course_id == COURSE_ID and config.Exchange.root == str(tmp_path / "exchange")
     assert "db_url" not in config.CourseDirectory
     assert course_init.GradeCourseLessons in config.Autograde.autograde_preprocessors
+    assert not course_init.grade_may_write_config(course)     # the instructor's file is never rewritten by grade
     assert "ClearHiddenTests" in str(config.GenerateFeedback.preprocessors)
     assert (course / "release" / LESSON / f"{LESSON}.ipynb").is_file()
 
@@ -192,6 +193,10 @@ def test_init_of_a_new_folder_writes_the_graders_configuration(tmp_path):
     config = course_init.course_configuration(course)
     assert config.CourseDirectory.course_id == "ml42" and config.Exchange.root == str(tmp_path / "ex")
     assert (tmp_path / "ex").is_dir()
+    assert not course_init.grade_may_write_config(course)     # grade must leave the block init added alone
+    (tmp_path / "graded").mkdir()
+    nbgrader_course.write_config(tmp_path / "graded")
+    assert course_init.grade_may_write_config(tmp_path / "graded") and course_init.grade_may_write_config(tmp_path)
 
 
 def test_the_instructors_own_assignment_is_still_graded_by_nbgrader(tmp_path):
