@@ -42,7 +42,7 @@ _BLOCK_TEXT = """\
 # This course's lessons are graded by its autograder: verdicts computed outside the student's kernel,
 # kernels sandboxed, feedback without hidden tests. Notebooks of other assignments are run by nbgrader's
 # own Execute. The settings above keep the course id, gradebook and exchange unless this call names them.
-# `python -m autograder init` rewrites this block; delete it to grade with plain nbgrader.
+# `python -m autograder init` rewrites this block; delete it to undo what init added here.
 from autograder.course_init import include as _attention_course_grader
 _attention_course_grader(get_config(), __file__, {arguments})
 {end}
@@ -172,7 +172,7 @@ def write_configuration(root: Path, *, course_id: str | None = None, exchange: s
     verb = "replaced the attention course's block at the end of" if _BLOCK.search(old) else \
         "appended the attention course's grader, as one marked block, to"
     return (f"kept your {path} and {verb} it (your course id, gradebook and exchange settings stay yours; "
-            f"delete the block to grade with plain nbgrader)")
+            f"delete the block to grade with plain nbgrader again)")
 
 
 def course_configuration(root: Path) -> Config:
