@@ -214,3 +214,169 @@ def test_checks_catch_inputs_modified_in_place(ref):
         return ref.qkv_attention(Q, K, V, mask)
     with pytest.raises(CheckFailed, match="modified in place"):
         checks.check_qkv_attention(qkv_attention)
+
+
+# --- the edges of the contract: the reference against PyTorch, every catalog answer against PyTorch ----
+
+def _oracle(Q, K, V, mask=None):
+    """(C, weights) from F.scaled_dot_product_attention alone (scale 1, True = may attend; a row with no
+    allowed key gives zeros): the weights are the contexts of the identity values."""
+    B, m = K.shape[0], K.shape[1]
+    eye = torch.eye(m, dtype=Q.dtype, device=Q.device).expand(B, m, m)
+    C = F.scaled_dot_product_attention(Q, K, V, attn_mask=mask, scale=1.0)
+    return C, F.scaled_dot_product_attention(Q, K, eye, attn_mask=mask, scale=1.0)
+
+
+def _edge_inputs(dtype, seed=0):
+    """(what, Q, K, V, mask) for every edge the hidden check probes, on sizes of their own: large scores,
+    masked keys holding the largest scores, every mask shape, a single allowed key, t = 1, m = 1, views."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)     # noqa: E731
+    out = []
+    B, t, m, d_k, d_v = 2, 3, 6, 5, 4
+    big = 100.0 if dtype == torch.float32 else 1000.0
+    Q, K, V = r(B, t, d_k) * big, r(B, m, d_k), r(B, m, d_v)
+    full = torch.rand(B, t, m, generator=g) > 0.4
+    full[..., 0] = True
+    out += [("large scores", Q, K, V, None), ("large scores, masked", Q, K, V, full)]
+    B, t, m, d_k, d_v = 3, 4, 6, 5, 3
+    Q, K, V = r(B, t, d_k), r(B, m, d_k), r(B, m, d_v)
+    allowed = (torch.arange(m) < torch.tensor([1, 3, 5])[:, None])[:, None, :]
+    Q[..., -1] = -(2000 ** 0.5)
+    K[..., -1] = torch.where(allowed[:, 0], 2000 ** 0.5, 0.0).to(dtype)
+    out.append(("masked keys hold the largest scores", Q, K, V, allowed))
+    B, t, m, d_k, d_v = 2, 3, 5, 4, 6
+    Q, K, V = r(B, t, d_k), r(B, m, d_k), r(B, m, d_v)
+    rows = torch.ones(B, t, 1, dtype=torch.bool)
+    rows[1, 0, 0] = False
+    shared = torch.ones(t, m, dtype=torch.bool).tril(m - t)
+    for shape_mask in (torch.tensor([True, False, True, True, False]), shared[None], rows, shared[:1][None], shared):
+        out.append((f"mask {tuple(shape_mask.shape)}", Q, K, V, shape_mask))
+    for B, t, m, d_k, d_v in [(2, 1, 6, 3, 4), (3, 5, 1, 2, 4), (1, 4, 7, 3, 5)]:
+        out.append((f"B={B} t={t} m={m}", r(B, t, d_k), r(B, m, d_k), r(B, m, d_v), None))
+    B, t, m, d_k, d_v = 2, 4, 6, 3, 5
+    transposed = torch.rand(m, t, generator=g) > 0.3                                # (m, t), then (t, m)
+    transposed[0] = True
+    out.append(("views", r(B, d_k, t).transpose(1, 2), r(B, m, d_k + 2)[..., 1:d_k + 1], r(d_v, B, m).permute(1, 2, 0),
+                transposed.T))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_reference_matches_sdpa_on_the_edges(ref, dtype):
+    """On every edge the hidden check probes (scores x100 and x1000, masked keys holding the largest scores,
+    masks of shape (m,), (1, t, m), (batch, t, 1), (1, 1, m), t = 1, m = 1, views), does the reference give
+    PyTorch's contexts and weights?"""
+    tol = dict(rtol=1e-10, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for what, Q, K, V, mask in _edge_inputs(dtype):
+        C, w = ref.qkv_attention(Q, K, V, mask)
+        want_C, want_w = _oracle(Q, K, V, mask)
+        torch.testing.assert_close(w, want_w, **tol, msg=what)
+        torch.testing.assert_close(C, want_C, **tol, msg=what)
+
+
+def _verdict(fn, tol_scale=1.0) -> str:
+    """"" if `fn` agrees with the oracle on every edge input, called by position and by keyword, after
+    calls of other sizes, without touching its inputs, in float64 and float32; else what went wrong."""
+    for dtype in (torch.float64, torch.float32):
+        eps = torch.finfo(dtype).eps
+        for what, Q, K, V, mask in _edge_inputs(dtype):
+            args = [Q, K, V] + ([] if mask is None else [mask])
+            before = [a.clone() for a in args]
+            for keywords in (False, True):
+                try:
+                    if keywords:
+                        got = fn(Q=Q, K=K, V=V, **({} if mask is None else {"mask": mask}))
+                    else:
+                        got = fn(*args)
+                except Exception as e:
+                    return f"{what}: raised {type(e).__name__}"
+                if any(not torch.equal(a, b) or a.shape != b.shape for a, b in zip(args, before)):
+                    return f"{what}: modified an input"
+                want = _oracle(Q, K, V, mask)
+                for x, y in zip(got, want):
+                    if x.dtype != y.dtype or x.shape != y.shape or not torch.isfinite(x).all():
+                        return f"{what}: dtype, shape or NaN"
+                    mag = max(1.0, (Q.abs() @ K.abs().transpose(-2, -1)).max().item()) * max(1.0, V.abs().max().item())
+                    if not torch.allclose(x, y, rtol=1e3 * eps, atol=1e3 * eps * mag * tol_scale):
+                        return f"{what}: differs from F.scaled_dot_product_attention by {(x - y).abs().max():.2g}"
+    # The all-masked row, and gradients there.
+    Q, K, V = (torch.randn(2, 3, n, dtype=torch.float64, requires_grad=True) for n in (4, 4, 5))
+    mask = torch.ones(2, 3, 3, dtype=torch.bool)
+    mask[1, 2] = False
+    try:
+        C, w = fn(Q, K, V, mask)
+        (C.sum() + (w * torch.arange(3)).sum()).backward()
+    except Exception as e:
+        return f"all-masked row: raised {type(e).__name__}"
+    if not (torch.isfinite(C).all() and torch.equal(w[1, 2], torch.zeros(3, dtype=w.dtype))):
+        return "all-masked row: not zeros"
+    if not all(torch.isfinite(x.grad).all() for x in (Q, K, V)):
+        return "all-masked row: NaN gradients"
+    # Tensors created off the inputs' device.
+    meta = [x.detach().to("meta") for x in (Q, K, V)]
+    for extra in ([], [mask.to("meta")]):
+        try:
+            fn(*meta, *extra)
+        except Exception as e:
+            if "device" in str(e):
+                return "creates a tensor off the inputs' device"
+    return ""
+
+
+def _attention_answers(kind):
+    from tests.mistakes import lesson03
+    return [a for a in getattr(lesson03, kind) if a.function == "qkv_attention"]
+
+
+def _define(answer):
+    from tests.test_mistakes import student_function
+    return student_function(answer)
+
+
+@pytest.mark.parametrize("answer", _attention_answers("WRONG") + _attention_answers("WRONG_ON_GPU"),
+                         ids=lambda a: a.name)
+def test_wrong_catalog_answer_is_wrong_by_the_oracle(answer):
+    """Is each wrong qkv_attention of the catalog really wrong: does it differ from F.scaled_dot_product_attention
+    (or raise, or return NaN, or modify an input, or create a tensor off the inputs' device) somewhere?"""
+    assert _verdict(_define(answer))
+
+
+@pytest.mark.parametrize("answer", _attention_answers("CORRECT"), ids=lambda a: a.name)
+def test_correct_catalog_answer_is_right_by_the_oracle(answer):
+    """Does each correct qkv_attention of the catalog agree with F.scaled_dot_product_attention everywhere?"""
+    assert _verdict(_define(answer)) == ""
+
+
+@pytest.mark.parametrize("answer", _attention_answers("CORRECT"), ids=lambda a: a.name)
+def test_correct_catalog_answer_passes_ten_times_inside_the_tolerance(answer):
+    """Does each correct qkv_attention pass every value comparison of the hidden check with its error at most a
+    tenth of the tolerance?"""
+    from autograder.checks.core import measured_margins
+    with measured_margins() as margins:
+        checks.check_qkv_attention(_define(answer), device="cpu", seed=3)
+    assert margins and max(r for _, r in margins) <= 0.1, max(margins, key=lambda m: m[1])
+
+
+def test_tensor_created_without_device_is_caught_on_the_meta_device():
+    """Does the hidden check, with no device asked for, catch an answer that creates its default mask without
+    device= (on the meta device), while a check narrowed to the CPU, where it is right, passes it?"""
+    answer, = _attention_answers("WRONG_ON_GPU")
+    checks.check_qkv_attention(_define(answer), device="cpu")
+    with pytest.raises(CheckFailed, match="creates a tensor on the CPU"):
+        checks.check_qkv_attention(_define(answer))
+
+
+def test_view_of_a_non_contiguous_input_fails_in_process():
+    """Does an answer that calls .view on Q (which fails for a transposed Q) lose its points when it runs in
+    this process? (Through the bridge every tensor arrives contiguous, so the catalog cannot hold it.)"""
+    def qkv_attention(Q, K, V, mask=None):
+        B, t, d_k = Q.shape
+        flat = Q.view(B * t, d_k)                               # one row per query: needs a contiguous Q
+        scores = flat.view(B, t, d_k) @ K.transpose(-2, -1)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, -1) * (1 if mask is None else mask)
+        return weights @ V, weights
+    with pytest.raises(CheckFailed, match="view"):
+        checks.check_qkv_attention(qkv_attention, device="cpu")

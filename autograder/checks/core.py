@@ -299,3 +299,177 @@ class Student:
             tol = TOLERANCES.get(ref.dtype, TOLERANCES[torch.float32])
             if not torch.allclose(mine, ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10):
                 self.fail(f"the gradient with respect to input {i + 1} is wrong, though the values may look right.")
+
+
+# --- tolerances derived from the dtype and the problem, and probes of a contract's edges -------------
+# (Added for the checks that probe every edge of a function's contract; nothing above depends on them.)
+
+import math  # noqa: E402
+import re  # noqa: E402
+
+ULPS = 256      # rounding steps a correct answer, in any order of operations, stays well inside
+
+
+def derived_tolerance(dtype: torch.dtype, magnitude: float = 1.0) -> dict:
+    """rtol and atol for a result whose correct values, computed in any order, differ by a few rounding
+    steps of `dtype` times `magnitude`: the size of the largest intermediate a correct answer sums (say
+    the largest |q|.|k| behind a score, times the largest |v| behind a context vector).
+
+    float64 results get a tolerance near 1e-13 (times the magnitude), so an answer that computes part of
+    a float64 call in float32 (a constant or a tensor created without dtype=) cannot pass; float32 ones
+    near 3e-5, as loose as its rounding needs and no looser.
+    """
+    eps = torch.finfo(dtype).eps
+    return dict(rtol=ULPS * eps, atol=ULPS * eps * max(1.0, float(magnitude)))
+
+
+_MARGINS: list | None = None
+
+
+@contextlib.contextmanager
+def measured_margins():
+    """Inside the block, every `expect_within` records (what, error / allowed) in the list it yields:
+    how far inside (< 1) or outside (> 1) its tolerance each compared result was."""
+    global _MARGINS
+    saved, _MARGINS = _MARGINS, []
+    try:
+        yield _MARGINS
+    finally:
+        _MARGINS = saved
+
+
+def excess(got: torch.Tensor, want: torch.Tensor, tol: dict) -> float:
+    """max |got - want| / (atol + rtol |want|): at most 1 when `got` is within `tol` of `want`."""
+    if got.shape != want.shape:
+        return math.inf
+    if got.numel() == 0:
+        return 0.0
+    allowed = tol["atol"] + tol["rtol"] * want.detach().abs()
+    diff = (got.detach() - want.detach()).abs()
+    if not torch.isfinite(diff).all():
+        return math.inf
+    return (diff / allowed).max().item()
+
+
+def expect_within(f: "Student", got: torch.Tensor, want: torch.Tensor, what: str, tol: dict,
+                  mistakes: Iterable[tuple] = (), *, float64_hint: bool = True):
+    """`got` equals `want` within `tol`; if not, name the first mistake it matches, else say by how much.
+
+    `mistakes` holds (description, () -> tensor or None) or (description, () -> tensor or None, tol):
+    a candidate is matched within its own tolerance, or within `tol`. A float64 result that is right only
+    to float32 precision is named as such (`float64_hint`).
+    """
+    ratio = excess(got, want, tol)
+    if _MARGINS is not None:
+        _MARGINS.append((f"{f.name}: {what}", ratio))
+    if ratio <= 1:
+        return
+    for description, candidate, *own in mistakes:
+        try:
+            wrong = candidate()
+        except Exception:  # a mistake that cannot be built for these shapes
+            continue
+        if wrong is not None and wrong.shape == got.shape and excess(got, wrong, own[0] if own else tol) <= 1:
+            f.fail(f"wrong values for {what}: it looks like {description}.")
+    err = (got.detach() - want.detach()).abs().max().item()
+    single = {k: v / 16 for k, v in derived_tolerance(torch.float32, tol["atol"] / tol["rtol"]).items()}
+    if float64_hint and want.dtype == torch.float64 and excess(got, want, single) <= 1:
+        f.fail(f"wrong values for {what}: they are right only to float32 precision (off by up to {err:.2g}, where "
+               f"a float64 answer is within {tol['atol']:.2g}): part of the computation runs in float32. Look "
+               "for a tensor created without dtype= (torch.tensor(...), torch.ones(...)), .float(), or a "
+               "float32 constant.")
+    f.fail(f"wrong values for {what}: they differ from the expected ones by up to {err:.3g} (allowed here: "
+           f"{tol['atol']:.2g} + {tol['rtol']:.2g} x |expected|).")
+
+
+def call_with_keywords(f: "Student", **kwargs):
+    """Call the student's function with keywords only, as the contract names its parameters.
+
+    A TypeError about the names is reported as a signature that differs from the contract's; a tensor
+    passed by keyword must come back unchanged, as one passed by position.
+    """
+    before = {k: v.detach().clone() for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
+    try:
+        result = f(**kwargs)
+    except CheckFailed as e:
+        text = str(e)
+        if "raised TypeError" in text and ("keyword argument" in text or "positional argument" in text):
+            names = ", ".join(kwargs)
+            raise CheckFailed(f"{f.name} could not be called with the parameter names of the contract "
+                              f"({names}), as in {f.name}({', '.join(f'{k}=...' for k in kwargs)}): name the "
+                              f"parameters exactly so. ({text})") from None
+        raise
+    for k, b in before.items():
+        if not torch.equal(kwargs[k].detach(), b):
+            f.fail(f"argument {k} was modified in place. Compute new tensors instead of editing the inputs.")
+    return result
+
+
+def in_process(fn) -> bool:
+    """Whether `fn` runs in this process, not in a kernel reached through the bridge (where tensors arrive
+    as fresh, contiguous CPU or CUDA copies, so neither the meta device nor a view can reach it)."""
+    from ..bridge import RemoteObject
+    return not isinstance(getattr(fn, "fn", fn), RemoteObject)
+
+
+def probes_meta(fn, device: str | None) -> bool:
+    """Whether a hidden check adds the meta-device probe: for a function in this process, when no device
+    was asked for (a check narrowed to one device runs on that device only)."""
+    return device is None and not os.environ.get("ATTENTION_CHECK_DEVICE") and in_process(fn)
+
+
+_DEVICE_ERRORS = ("is not on the expected device", "same device", "Cannot copy out of meta tensor",
+                  "found at least two devices", "Expected all tensors to be on")
+
+
+def meta_probe(f: "Student", args: Sequence, kwargs: dict | None = None):
+    """Call the student's function with every tensor on PyTorch's `meta` device (shapes, no data).
+
+    A tensor the function creates without device= lands on the CPU, and mixing it with the inputs fails
+    as it would on a GPU: that failure, or a result that is not on the inputs' device, fails the check
+    with the student's line. Returns the result, or None where the function does what a tensor without
+    data cannot (.item(), `if tensor:`, boolean indexing): that says nothing about devices, so it passes.
+    """
+    meta = lambda a: a.detach().to("meta") if isinstance(a, torch.Tensor) else a      # noqa: E731
+    margs, mkwargs = [meta(a) for a in args], {k: meta(v) for k, v in (kwargs or {}).items()}
+    with quiet():
+        try:
+            result = f.fn(*margs, **mkwargs)
+        except CheckFailed:
+            raise
+        except Exception as e:
+            text = str(e)
+            if any(s in text for s in _DEVICE_ERRORS):
+                where = student_location(e)
+                f.fail("creates a tensor on the CPU whatever device its inputs are on"
+                       + (f" (at {where})" if where else "")
+                       + f": {type(e).__name__}: {text[:200].strip().rstrip('.!')}. Create new tensors on the inputs' device "
+                         "(torch.zeros(..., device=x.device, dtype=x.dtype), x.new_zeros(...), torch.zeros_like(x)); "
+                         "on a GPU this fails.")
+            return None
+    outs = result if isinstance(result, (tuple, list)) else [result]
+    for i, out in enumerate(outs):
+        if isinstance(out, torch.Tensor) and out.device.type != "meta":
+            f.fail(f"result {i + 1} is on {out.device.type} whatever device the inputs are on: create new tensors "
+                   "with device=x.device (or x.new_zeros, torch.zeros_like), never on a fixed device.")
+    return result
+
+
+_SIZES_IN_ERROR = re.compile(r"\((\d+)\)|size (\d+)|\[(\d+(?:, \d+)*)\]|(\d+)x(\d+)")
+
+
+def earlier_size_hint(message: str, now: dict, earlier: Iterable[dict]) -> str:
+    """A hint for an error that names, for some size (say m), both its value in this call and the one it
+    had in an earlier call: then something computed in an earlier call (a cached mask, a buffer kept
+    between calls) is reused. `now` and each of `earlier` map a size's name to its value."""
+    named = {int(n) for match in _SIZES_IN_ERROR.findall(message) for group in match if group
+             for n in group.split(", ")}
+    for before in earlier:
+        for name, value in now.items():
+            old = before.get(name)
+            # 0 and 1 stand in many shapes; a value that is some size of this call names nothing stale.
+            if old is not None and old > 1 and old not in now.values() and {old, value} <= named:
+                return (f" The error names {name} = {old}, its size in an earlier call (here {name} = {value}): "
+                        "something computed in an earlier call (a cached mask or buffer) is reused. Compute it "
+                        "from the current inputs on every call.")
+    return ""

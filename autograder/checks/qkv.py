@@ -12,7 +12,8 @@ import math
 import torch
 
 from .. import reference
-from .core import cases, CheckFailed, generator, randn, Student
+from .core import (call_with_keywords, cases, CheckFailed, derived_tolerance, earlier_size_hint, expect_within,
+                   generator, in_process, meta_probe, probes_meta, randn, Student)
 
 LESSON = "03_query_key_value"
 
@@ -122,24 +123,40 @@ MASK_HINT = ("the mask must broadcast to (batch, t, m): a padding mask (batch, 1
 def _describe(mask, B, t, m):
     if mask is None:
         return "without a mask"
-    names = {(B, 1, m): "(batch, 1, m)", (t, m): "(t, m)", (B, t, m): "(batch, t, m)", (m,): "(m,)"}
+    names = {(B, 1, m): "(batch, 1, m)", (t, m): "(t, m)", (B, t, m): "(batch, t, m)", (m,): "(m,)",
+             (1, t, m): "(1, t, m)", (B, t, 1): "(batch, t, 1)", (1, 1, m): "(1, 1, m)"}
     return f"with a mask of shape {names.get(tuple(mask.shape), tuple(mask.shape))}"
 
 
-def _attend(f, Q, K, V, mask):
-    """Call the student; a crash or a wrong shape with a mask is reported as a broadcasting problem."""
+def _attend(f, Q, K, V, mask, *, keywords: bool = False, edge: str = ""):
+    """Call the student; a crash or a wrong shape with a mask is reported as a broadcasting problem.
+
+    keywords: call qkv_attention(Q=..., K=..., V=..., mask=...) as the contract names the parameters.
+    edge: the kind of input, named in the messages ("" for plain random inputs); "masked-largest" for
+    masked keys that hold the largest scores, where NaN means a softmax renormalized after the fact.
+    """
     B, t, m, d_k, d_v = Q.shape[0], Q.shape[1], K.shape[1], K.shape[2], V.shape[2]
+    seen = f.__dict__.setdefault("sizes_seen", [])
+    sizes = dict(batch=B, t=t, m=m, d_k=d_k, d_v=d_v)
     try:
-        got = f(Q, K, V) if mask is None else f(Q, K, V, mask)
+        if keywords:
+            got = call_with_keywords(f, Q=Q, K=K, V=V, **({} if mask is None else {"mask": mask}))
+        else:
+            got = f(Q, K, V) if mask is None else f(Q, K, V, mask)
     except CheckFailed as e:
-        if "not implemented" in str(e):
+        if "not implemented" in str(e) or "parameter names" in str(e) or "modified in place" in str(e):
             raise
+        hint = earlier_size_hint(str(e), sizes, seen) if "raised" in str(e) else ""
+        if hint:
+            raise CheckFailed(f"{e}{hint}") from None
         if mask is None:
             if "raised" in str(e) and any(w in str(e) for w in ("size", "shape", "dimension")):
                 raise CheckFailed(f"{e} Q is (batch, t, d_k) and K is (batch, m, d_k): the scores Q K^T need the keys "
                                   "transposed, K.transpose(-2, -1), and C is weights @ V.") from None
             raise
         raise CheckFailed(f"{e} (This happened {_describe(mask, B, t, m)}: {MASK_HINT}.)") from None
+    if sizes not in seen:
+        seen.append(sizes)
     C, weights = f.expect_tuple(got, 2, "(C, weights)")
     shape = lambda x: tuple(x.shape) if isinstance(x, torch.Tensor) else None
     if shape(weights) == (B, m, t) and t != m:
@@ -155,22 +172,42 @@ def _attend(f, Q, K, V, mask):
             f.fail("a row whose positions are all masked gives NaN or inf: it should give all zeros. "
                    "Fill masked scores with torch.finfo(dtype).min rather than -inf, or zero the row afterwards "
                    "without letting NaN into the computation.")
-        f.fail("the weights contain NaN or inf. For large scores subtract the row maximum before exp "
-               "(torch.softmax does this for you).")
+        if mask is not None and torch.isfinite(weights[torch.broadcast_to(mask, (B, t, m))]).all():
+            where = "where the masked keys hold the largest scores" if edge == "masked-largest" else edge
+            f.fail("the weights are NaN or inf at masked positions only" + (f", {where}" if where else "") + ": exp "
+                   "of large scores at masked positions overflowed before the mask zeroed them (inf x 0 = NaN). "
+                   "Replace masked scores by torch.finfo(dtype).min before exp (not by 0), and let torch.softmax "
+                   "subtract the row maximum.")
+        if edge == "masked-largest":
+            f.fail("the weights are NaN or inf where the masked keys hold the largest scores: either the softmax "
+                   "ran over every key and was renormalized over the allowed ones afterwards, so the allowed "
+                   "keys' exp underflowed to 0 (0/0), or exp of large scores overflowed (inf x 0). "
+                   "Mask the scores before the softmax (masked_fill with torch.finfo(dtype).min) and let "
+                   "torch.softmax subtract the row maximum.")
+        f.fail("the weights contain NaN or inf" + (f" {edge}" if edge else "") + ". For large scores subtract the "
+               "row maximum before exp (torch.softmax does this for you).")
+    squeezed = ""
+    if 1 in (B, t, m) and any(isinstance(x, torch.Tensor) and x.dim() < 3 for x in (C, weights)):
+        squeezed = (" An axis of size 1 is missing (batch 1, t = 1 or m = 1 here): a .squeeze() without a dim drops "
+                    "every axis of size 1; squeeze only the axis you mean, as in .squeeze(-1).")
     f.expect_tensor(weights, "weights", shape=(B, t, m), like=Q,
-                    hint="Row j holds the weights of decoder state j over the m keys: (batch, t, m).")
-    f.expect_tensor(C, "C", shape=(B, t, d_v), like=Q, hint="One context vector per decoder state: (batch, t, d_v).")
+                    hint="Row j holds the weights of decoder state j over the m keys: (batch, t, m)." + squeezed)
+    f.expect_tensor(C, "C", shape=(B, t, d_v), like=Q,
+                    hint="One context vector per decoder state: (batch, t, d_v)." + squeezed)
     return C, weights
 
 
-def _diagnose_weights(f, w, mask, unmasked):
+def _diagnose_weights(f, w, mask, unmasked, edge: str = "", final: bool = True, atol: float = 1e-5):
     """Name the usual softmax and masking mistakes from the weights' properties.
 
     w: (B, t, m) the student's weights; mask: None or broadcastable to it; unmasked: the weights the
-    same inputs get without a mask (to recognize a mask applied after the softmax).
+    same inputs get without a mask (to recognize a mask applied after the softmax); edge: the kind of
+    input, as `_attend` takes it; final: False leaves the last, generic verdict (rows that do not sum to
+    1) to the caller, who first compares with the reference and its named mistakes; atol: how far from 1 a
+    sum may be (more than 1e-5 only where the scores are so large that float32 rounds them by more).
     """
     B, t, m = w.shape
-    ones = lambda x: torch.allclose(x, torch.ones_like(x), atol=1e-5)
+    ones = lambda x: torch.allclose(x, torch.ones_like(x), atol=atol)      # noqa: E731
     if (w < 0).any():
         f.fail("some weights are negative: did you normalize the scores without exp? Use a softmax.")
     valid = torch.ones_like(w, dtype=torch.bool) if mask is None else torch.broadcast_to(mask, w.shape)
@@ -191,14 +228,32 @@ def _diagnose_weights(f, w, mask, unmasked):
                 f.fail("True was treated as masked: True means the position may be attended.")
             if unmasked is not None and torch.allclose(w, unmasked):
                 f.fail("masked positions get non-zero weight: the mask is ignored.")
-            if (w[~valid & live[..., None]] != 0).any():
+            leak = (w[~valid & live[..., None]] != 0).any()
+            if leak and edge == "masked-largest":
+                f.fail("masked keys that hold the largest scores still get weight: a finite penalty added to the "
+                       "scores (say -100 or -1e4) does not outweigh a large score. Replace masked scores with "
+                       "torch.finfo(dtype).min (masked_fill), so that they get weight exactly 0.")
+            if not leak:
+                f.fail("a row whose positions are all masked should give all zeros (filling masked scores with a "
+                       "large negative number gives that row uniform weights: multiply by the mask afterwards).")
+            if final:
                 f.fail("masked positions (mask False) must get weight exactly 0.")
-            f.fail("a row whose positions are all masked should give all zeros (filling masked scores with a "
-                   "large negative number gives that row uniform weights: multiply by the mask afterwards).")
         if not ones(rows[live]) and unmasked is not None and torch.allclose(w, unmasked * valid):
             f.fail("the weights were zeroed after the softmax without renormalizing: mask the scores before it.")
-    if not ones(rows[live]):
-        f.fail("each row of weights must sum to 1 over the m key positions (the allowed ones, with a mask).")
+    if not ones(rows[live]) and edge == "masked-largest":
+        f.fail("where the masked keys hold the largest scores, the allowed keys' weights vanish and the rows no "
+               "longer sum to 1: the masked scores were not replaced before the softmax. Either a finite penalty "
+               "was added to them (say -100 or -1e4, which does not outweigh a large score), or the softmax ran "
+               "over every key and was renormalized over the allowed ones afterwards (their exp underflows to 0, "
+               "and a floor such as clamp_min(1e-30) stops renormalizing). Replace masked scores with "
+               "torch.finfo(dtype).min before the softmax.")
+    if final and not ones(rows[live]):
+        if edge.startswith("for large scores"):
+            f.fail(f"each row of weights must sum to 1, but not {edge}: exp overflows, or underflows to 0, unless "
+                   "the row maximum is subtracted before it (torch.softmax does this for you). Do not clamp or "
+                   "rescale the scores instead.")
+        f.fail("each row of weights must sum to 1 over the m key positions (the allowed ones, with a mask)"
+               + (f" {edge}" if edge else "") + ".")
 
 
 def _scale_diagnosis(f, factor, d_k, d_v, m):
@@ -272,6 +327,11 @@ def quick_check_qkv_attention(fn):
         f.fail("the gradients contain NaN with an all-masked row: NaN from a softmax over -inf leaks into the "
                "backward pass even where the forward pass replaced it. Fill masked scores with "
                "torch.finfo(dtype).min instead of -inf.")
+    # Tensors created off the inputs' device (where this function runs in this process: a student's own
+    # kernel, not the grader's bridge).
+    if in_process(fn):
+        meta_probe(f, [Q3, K3, V3])
+        meta_probe(f, [Q3, K3, V3, pad])
 
 
 def _masks(g, B, t, m, device):
@@ -288,32 +348,79 @@ def _masks(g, B, t, m, device):
     return [pad.to(device), shared.to(device), full.to(device)]
 
 
+# (B, t, m, d_k, d_v): batch 1, m == t, d_k == d_v once each, every other size distinct; batch, t and m of
+# the first case are no size of the second (an error that names them then names a size kept from it).
+ATTENTION_SIZES = [(2, 3, 5, 6, 8), (1, 4, 7, 6, 9), (3, 6, 4, 5, 2), (2, 5, 3, 4, 4), (2, 4, 4, 3, 5)]
+
+
+def _seed(g) -> int:
+    """A seed for a cotangent, drawn from the check's generator (so from its `seed`)."""
+    return int(torch.randint(2**31 - 1, (1,), generator=g))
+
+
+def _magnitude(Q, K, mask=None) -> float:
+    """The largest sum |q||k| behind an allowed score: the scale of the rounding a correct answer may differ by."""
+    S = Q.detach().abs() @ K.detach().abs().transpose(-2, -1)                      # (B, t, m)
+    if mask is not None:
+        S = S.masked_fill(~torch.broadcast_to(mask, S.shape), 0)
+    return max(1.0, S.max().item()) if S.numel() else 1.0
+
+
+def _compare(f, ref, q, K, V, mask, C, w, kind: str, unmasked=None):
+    """The student's (C, weights) against the reference's, within a tolerance derived from the dtype and the
+    scores' size; on a mismatch, the usual mistakes are named."""
+    want_C, want_w = ref.qkv_attention(q, K, V, mask)
+    d_k, d_v = K.shape[-1], V.shape[-1]
+    S = _magnitude(q, K, mask)
+    tol_w = derived_tolerance(q.dtype, S)
+    tol_C = derived_tolerance(q.dtype, S * max(1.0, V.abs().max().item()))
+    mistakes = _attention_mistakes(ref, q, K, V, mask, d_k, d_v)
+    late = ("the weights were zeroed after the softmax without renormalizing: mask the scores before it",
+            lambda: None if mask is None else ref.qkv_attention(q, K, V)[1] * mask)
+    expect_within(f, w, want_w, f"the weights {kind}",  tol_w,
+                  [(what, lambda make=make: _nth(make(), 1)) for what, make in mistakes] + [late])
+    expect_within(f, C, want_C, f"C {kind}", tol_C, [
+        ("C averages the keys K instead of the values V", lambda: ref.qkv_attention(q, K, K, mask)[0]),
+    ] + [(what, lambda make=make: _nth(make(), 0)) for what, make in mistakes])
+
+
+def _judge(f, ref, q, K, V, mask, C, w, kind: str, unmasked=None, edge: str = ""):
+    """The properties first (axes, masks), then the values against the reference and its named mistakes,
+    then, for a mismatch nothing names, the property that broke on this kind of input."""
+    atol = max(1e-5, derived_tolerance(q.dtype, _magnitude(q, K, mask))["atol"])
+    _diagnose_weights(f, w, mask, unmasked, edge, final=edge == "masked-largest", atol=atol)
+    try:
+        _compare(f, ref, q, K, V, mask, C, w, kind, unmasked)
+    except CheckFailed as e:
+        if "differ from the expected" not in str(e):
+            raise
+        _diagnose_weights(f, w, mask, unmasked, edge, atol=atol)
+        if edge.startswith("for large scores"):
+            raise CheckFailed(f"{e} Only large scores go wrong: do not clamp or rescale the scores to keep exp "
+                              "finite; subtract the row maximum (torch.softmax does this for you).") from None
+        raise
+
+
 def check_qkv_attention(fn, *, device=None, seed=0):
-    """Hidden: against the reference with no mask and with every kind of mask, large scores, gradients."""
+    """Hidden: against the reference with no mask and with every kind of mask, then the edges of the contract
+    (keyword calls, views, scores x100 and x1000, masked keys holding the largest scores, a single allowed
+    key, every mask shape that broadcasts, t = 1 and m = 1), gradients, and tensors created off the inputs'
+    device (on the meta device, for a function in this process)."""
     f, ref = Student(fn, "qkv_attention"), _ref()
     for dev, dtype, g in cases(device, seed):
-        #            B, t, m, d_k, d_v
-        for sizes in [(2, 3, 5, 6, 8), (1, 4, 7, 3, 5), (3, 6, 4, 5, 2), (2, 5, 3, 4, 4)]:
-            B, t, m, d_k, d_v = sizes
-            Q, K, V = (randn(g, B, t, d_k, dtype=dtype, device=dev), randn(g, B, m, d_k, dtype=dtype, device=dev),
-                       randn(g, B, m, d_v, dtype=dtype, device=dev))
+        r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
+        for B, t, m, d_k, d_v in ATTENTION_SIZES:
+            Q, K, V = r(B, t, d_k), r(B, m, d_k), r(B, m, d_v)
             unmasked = ref.qkv_attention(Q, K, V)[1]
             inputs = [(Q, None)] + [(Q, mask) for mask in _masks(g, B, t, m, dev)] + [(Q * 30, None)]
             for q, mask in inputs:
                 C, w = _attend(f, q, K, V, mask)
-                want_C, want_w = ref.qkv_attention(q, K, V, mask)
-                _diagnose_weights(f, w, mask, unmasked if q is Q else None)
-                mistakes = _attention_mistakes(ref, q, K, V, mask, d_k, d_v)
-                late = ("the weights were zeroed after the softmax without renormalizing: mask the scores before it",
-                        lambda: None if mask is None else ref.qkv_attention(q, K, V)[1] * mask)
-                f.expect_close(w, want_w, f"the weights {_describe(mask, B, t, m)}",
-                               mistakes=[(what, lambda make=make: _nth(make(), 1)) for what, make in mistakes] + [late])
-                f.expect_close(C, want_C, f"C {_describe(mask, B, t, m)}", mistakes=[
-                    ("C averages the keys K instead of the values V", lambda: ref.qkv_attention(q, K, K, mask)[0]),
-                ] + [(what, lambda make=make: _nth(make(), 0)) for what, make in mistakes])
+                kind = _describe(mask, B, t, m) + ("" if q is Q else " (large scores: Q x 30)")
+                _judge(f, ref, q, K, V, mask, C, w, kind, unmasked if q is Q else None,
+                       "" if q is Q else "for large scores (Q x 30)")
             for mask in [None] + _masks(g, B, t, m, dev):
                 try:
-                    f.expect_gradients([Q, K, V, mask], ref.qkv_attention,
+                    f.expect_gradients([Q, K, V, mask], ref.qkv_attention, seed=_seed(g),
                                        output=lambda r: torch.cat([r[0].flatten(), r[1].flatten()]))
                 except CheckFailed as e:
                     dead = mask is not None and not torch.broadcast_to(mask, (B, t, m)).any(-1).all()
@@ -321,6 +428,80 @@ def check_qkv_attention(fn, *, device=None, seed=0):
                                       + (": the gradients contain NaN with an all-masked row. Fill masked scores "
                                          "with torch.finfo(dtype).min rather than -inf."
                                          if "NaN" in str(e) and dead else ".") + ")") from None
+        _check_edges(f, ref, r, g, dev, dtype)
+    if probes_meta(fn, device):
+        _check_devices(f, seed)
+
+
+def _check_edges(f, ref, r, g, dev, dtype):
+    """The edges of qkv_attention's contract, each on sizes of its own."""
+    # Keywords, as the contract names the parameters (mask given, and left out).
+    B, t, m, d_k, d_v = 3, 2, 5, 4, 6
+    Q, K, V = r(B, t, d_k), r(B, m, d_k), r(B, m, d_v)
+    pad = _masks(g, B, t, m, dev)[0]
+    for mask in (pad, None):
+        C, w = _attend(f, Q, K, V, mask, keywords=True)
+        _judge(f, ref, Q, K, V, mask, C, w, f"called with keywords {_describe(mask, B, t, m)}")
+    # Views: transposed, sliced and permuted inputs, and a transposed (t, m) mask.
+    B, t, m, d_k, d_v = 2, 4, 6, 3, 5
+    Q = r(B, d_k, t).transpose(1, 2)
+    K = r(B, m, d_k + 2)[..., 1:d_k + 1]
+    V = r(d_v, B, m).permute(1, 2, 0)
+    shared = (r(m, t) > 0).T
+    shared[:, 0] = True
+    for mask in (None, shared):
+        C, w = _attend(f, Q, K, V, mask)
+        _judge(f, ref, Q, K, V, mask, C, w, f"for inputs that are views (not contiguous) {_describe(mask, B, t, m)}")
+    # Scores of large magnitude (x100 in float32, x1000 in float64: both past exp's overflow): without a
+    # mask here, with one after the masked keys that hold the largest scores (so that a finite penalty is
+    # named there, not here).
+    scale = 100 if dtype == torch.float32 else 1000
+    large_edge = f"for large scores (Q x {scale})"
+    B, t, m, d_k, d_v = 2, 3, 6, 5, 4
+    large = r(B, t, d_k, scale=float(scale)), r(B, m, d_k), r(B, m, d_v)
+    large_mask, sizes = _masks(g, B, t, m, dev)[2], (B, t, m)
+
+    def attend_large(mask):
+        C, w = _attend(f, *large, mask, edge=large_edge)
+        _judge(f, ref, *large, mask, C, w, f"{large_edge} {_describe(mask, *sizes)}", edge=large_edge)
+    attend_large(None)
+    # Masked keys that hold the largest scores, by 2000 (exp underflows to 0 in both dtypes), the allowed ones
+    # all near -2000, and a sequence with a single allowed key: a finite penalty leaves the masked keys on
+    # top, a softmax over every key renormalized afterwards gives 0/0 (or 0, with a floor), and masked
+    # scores set to 0 before exp(s - max over the allowed keys) overflow.
+    B, t, m, d_k, d_v = 3, 4, 6, 5, 3
+    Q, K, V = r(B, t, d_k), r(B, m, d_k), r(B, m, d_v)
+    allowed = (torch.arange(m) < torch.tensor([1, 3, 5])[:, None])[:, None, :].to(dev)   # (B, 1, m)
+    Q[..., -1] = -(2000 ** 0.5)
+    K[..., -1] = torch.where(allowed[:, 0], 2000 ** 0.5, 0.0)
+    C, w = _attend(f, Q, K, V, allowed, edge="masked-largest")
+    _judge(f, ref, Q, K, V, allowed, C, w, "when the masked keys hold the largest scores (one sequence with a "
+           "single allowed key)", edge="masked-largest")
+    attend_large(large_mask)
+    # Every other mask shape that broadcasts to (batch, t, m), whole rows masked by a (batch, t, 1) one.
+    B, t, m, d_k, d_v = 2, 3, 5, 4, 6
+    Q, K, V = r(B, t, d_k), r(B, m, d_k), r(B, m, d_v)
+    rows = r(B, t, 1) > 0
+    rows[0, 0, 0], rows[1, 0, 0] = True, False
+    for mask in (r(m) > -0.5, r(1, t, m) > -0.5, rows, r(1, 1, m) > -0.5):
+        mask[..., 0] = mask[..., 0] | (mask.shape[-1] > 1)
+        C, w = _attend(f, Q, K, V, mask)
+        _judge(f, ref, Q, K, V, mask, C, w, _describe(mask, B, t, m))
+    # One query (t = 1) and one key (m = 1).
+    for B, t, m, d_k, d_v in [(2, 1, 6, 3, 4), (3, 5, 1, 2, 4)]:
+        Q, K, V = r(B, t, d_k), r(B, m, d_k), r(B, m, d_v)
+        for mask in (None, _masks(g, B, t, m, dev)[0]):
+            C, w = _attend(f, Q, K, V, mask)
+            _judge(f, ref, Q, K, V, mask, C, w, f"for t = {t} and m = {m} {_describe(mask, B, t, m)}")
+
+
+def _check_devices(f, seed):
+    """Every tensor the answer creates follows the inputs' device: the inputs on the meta device."""
+    g = generator(seed + 7)
+    B, t, m, d_k, d_v = 2, 3, 4, 5, 6
+    Q, K, V = randn(g, B, t, d_k), randn(g, B, m, d_k), randn(g, B, m, d_v)
+    for mask in (None, _masks(g, B, t, m, "cpu")[0]):
+        meta_probe(f, [Q, K, V] + ([] if mask is None else [mask]))
 
 
 def _nth(result, i):
@@ -340,4 +521,22 @@ def _attention_mistakes(ref, Q, K, V, mask, d_k, d_v):
          lambda: None if mask is None else ref.qkv_attention(Q, K, V)),
         ("every decoder state got the weights of the first query: each row j needs its own q_j",
          lambda: ref.qkv_attention(Q[:, :1].expand_as(Q), K, V, mask)),
+        ("masked scores were set to 0 (scores * mask) instead of a very negative number: exp(0) still gives "
+         "them weight. Fill them with torch.finfo(dtype).min",
+         lambda: None if mask is None else _softmax_of(Q @ K.transpose(-2, -1) * mask, V)),
+        ("masked scores were set to 0 (scores * mask) instead of a very negative number, and the weights zeroed "
+         "after the softmax: exp(0) still takes its share of each row. Fill them with torch.finfo(dtype).min",
+         lambda: None if mask is None else _softmax_of(Q @ K.transpose(-2, -1) * mask, V, mask)),
+        ("a mask shared by the batch, (t, m), was indexed by the batch (mask[b] in a loop over the batch): "
+         "broadcast it to (batch, t, m) first",
+         lambda: ref.qkv_attention(Q, K, V, mask[:Q.shape[0], None, :])
+         if mask is not None and tuple(mask.shape) == (Q.shape[1], K.shape[1]) and Q.shape[0] <= Q.shape[1]
+         else None),
     ]
+
+
+def _softmax_of(scores, V, zero=None):
+    """(C, weights) from scores, the weights zeroed where `zero` is False."""
+    weights = torch.softmax(scores, dim=-1)
+    weights = weights if zero is None else weights * zero
+    return weights @ V, weights

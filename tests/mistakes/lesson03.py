@@ -199,6 +199,147 @@ def project_qkv(h, s, W_Q, W_K, W_V):
         weights = weights * mask
     return weights @ V, weights
 """), says="first query"),
+    # Until the contract's edges were probed, this one was in CORRECT: masked scores set to 0 before
+    # exp(s - max over the allowed keys) overflow when every allowed score is very negative (inf x 0).
+    Answer(L, ATTEND, "masked scores set to 0 before exp(s - max): inf x 0 for very negative scores", _attention("""
+    scores = (Q.double() @ K.double().transpose(1, 2))
+    allowed = torch.ones_like(scores, dtype=torch.bool) if mask is None else torch.broadcast_to(mask, scores.shape)
+    scores = scores.masked_fill(~allowed, 0.0)
+    top = scores.masked_fill(~allowed, -math.inf).amax(-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    e = torch.exp(scores - top) * allowed
+    total = e.sum(-1, keepdim=True)
+    weights = e / torch.where(total > 0, total, torch.ones_like(total))
+    C = weights @ V.double()
+    return C.to(Q.dtype), weights.to(Q.dtype)
+"""), says="inf x 0"),
+    Answer(L, ATTEND, "softmax renormalized over the allowed keys afterwards (0/0 guarded)", _attention("""
+    weights = torch.softmax(Q @ K.transpose(-2, -1), dim=-1)
+    if mask is not None:
+        weights = weights * mask
+        weights = weights / weights.sum(-1, keepdim=True).clamp_min(1e-30)    # all-masked rows stay 0
+    return weights @ V, weights
+"""), says="allowed keys' weights vanish"),
+    Answer(L, ATTEND, "exp(s - max over every key) times the mask, renormalized", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    e = torch.exp(scores - scores.amax(-1, keepdim=True))
+    if mask is not None:
+        e = e * mask
+    total = e.sum(-1, keepdim=True)
+    weights = e / (total + (total == 0))                       # all-masked rows: 0 / 1
+    return weights @ V, weights
+"""), says="allowed keys' weights vanish"),
+    Answer(L, ATTEND, "finite penalty: scores - 100 where masked, zeroed afterwards", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores - 100.0 * (~mask)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="a finite penalty"),
+    Answer(L, ATTEND, "scores clamped to [-50, 50] against overflow", _attention("""
+    scores = (Q @ K.transpose(-2, -1)).clamp(-50.0, 50.0)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="do not clamp"),
+    Answer(L, ATTEND, "softmax in float32 inside a float64 call, cast back", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -1e30)
+    weights = torch.softmax(scores.float(), dim=-1).to(scores.dtype)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="float32 precision"),
+    Answer(L, ATTEND, "masked scores set to 0 (scores * mask), weights zeroed afterwards", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores * mask
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="scores * mask"),
+    Answer(L, ATTEND, "a (t, m) mask indexed by the batch in a loop (mask[b])", _attention("""
+    Cs, Ws = [], []
+    for b in range(Q.shape[0]):
+        scores = Q[b] @ K[b].T                                 # (t, m)
+        if mask is not None:
+            mb = mask[b]
+            scores = scores.masked_fill(~mb, torch.finfo(scores.dtype).min)
+        w = torch.softmax(scores, dim=-1)
+        if mask is not None:
+            w = w * mb
+        Cs.append(w @ V[b])
+        Ws.append(w)
+    return torch.stack(Cs), torch.stack(Ws)
+"""), says="indexed by the batch"),
+    Answer(L, ATTEND, "the mask parameter named attn_mask", """
+def qkv_attention(Q, K, V, attn_mask=None):
+    scores = Q @ K.transpose(-2, -1)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if attn_mask is not None:
+        weights = weights * attn_mask
+    return weights @ V, weights
+""", says="parameter names of the contract"),
+    Answer(L, ATTEND, "parameters named q, k, v", """
+def qkv_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ v, weights
+""", says="parameter names of the contract"),
+    Answer(L, ATTEND, "the default all-True mask cached from the first call", """
+_DEFAULT = {}
+
+
+def qkv_attention(Q, K, V, mask=None):
+    if mask is None:
+        if "mask" not in _DEFAULT:
+            _DEFAULT["mask"] = torch.ones(Q.shape[0], Q.shape[1], K.shape[1], dtype=torch.bool, device=Q.device)
+        mask = _DEFAULT["mask"]
+    scores = (Q @ K.transpose(-2, -1)).masked_fill(~mask, torch.finfo(Q.dtype).min)
+    weights = torch.softmax(scores, dim=-1) * mask
+    return weights @ V, weights
+""", says="earlier call"),
+    Answer(L, ATTEND, "the mask inverted in place (logical_not_)", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        hidden = mask.logical_not_()                           # True where masked: but mask itself changed
+        scores = scores.masked_fill(hidden, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1) * ~hidden
+    else:
+        weights = torch.softmax(scores, dim=-1)
+    return weights @ V, weights
+"""), says="modified in place"),
+    Answer(L, ATTEND, "K transposed in place (K.transpose_)", _attention("""
+    scores = Q @ K.transpose_(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="modified in place"),
+    Answer(L, ATTEND, ".squeeze() without a dim drops the batch, t or m axis of size 1", _attention("""
+    scores = torch.einsum("btd,bmd->btm", Q, K).squeeze()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="squeeze"),
 ]
 
 CORRECT = [
@@ -237,10 +378,10 @@ def project_qkv(h, s, W_Q, W_K, W_V):
     Answer(L, ATTEND, "manual stable softmax, float64 inside", _attention("""
     scores = (Q.double() @ K.double().transpose(1, 2))
     allowed = torch.ones_like(scores, dtype=torch.bool) if mask is None else torch.broadcast_to(mask, scores.shape)
-    scores = scores.masked_fill(~allowed, 0.0)
-    top = scores.masked_fill(~allowed, -math.inf).amax(-1, keepdim=True)
+    scores = scores.masked_fill(~allowed, -math.inf)
+    top = scores.amax(-1, keepdim=True)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    e = torch.exp(scores - top) * allowed
+    e = torch.exp(scores - top)                            # exactly 0 where masked, never inf
     total = e.sum(-1, keepdim=True)
     weights = e / torch.where(total > 0, total, torch.ones_like(total))
     C = weights @ V.double()
@@ -276,4 +417,54 @@ def project_qkv(h, s, W_Q, W_K, W_V):
         weights = weights.masked_fill(~mask, 0.0)
     return torch.matmul(weights, V), weights
 """)),
+    Answer(L, ATTEND, "logsumexp normalization, torch.where masks", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        allowed = torch.broadcast_to(mask, scores.shape)
+        scores = torch.where(allowed, scores, torch.finfo(scores.dtype).min)
+    weights = torch.exp(scores - torch.logsumexp(scores, dim=-1, keepdim=True))
+    if mask is not None:
+        weights = torch.where(allowed, weights, 0.0)
+    return weights @ V, weights
+""")),
+    Answer(L, ATTEND, "-inf fill, rows with no allowed key set to 0 before the softmax", _attention("""
+    scores = torch.matmul(Q, K.transpose(1, 2))
+    if mask is None:
+        weights = torch.softmax(scores, -1)
+    else:
+        allowed = torch.broadcast_to(mask, scores.shape)
+        nothing = ~allowed.any(-1, keepdim=True)
+        scores = scores.masked_fill(~allowed, float("-inf")).masked_fill(nothing, 0.0)
+        weights = torch.softmax(scores, -1).masked_fill(~allowed, 0.0)
+    return torch.matmul(weights, V), weights
+""")),
+    Answer(L, ATTEND, "float64 through .to(), F.softmax, one query at a time", _attention("""
+    dtype, (B, t, _), m = Q.dtype, Q.shape, K.shape[1]
+    Q64, K64, V64 = Q.to(torch.float64), K.to(torch.float64), V.to(torch.float64)
+    allowed = None if mask is None else torch.broadcast_to(mask, (B, t, m))
+    Cs, Ws = [], []
+    for j in range(t):
+        s = (K64 @ Q64[:, j, :, None])[..., 0]                  # (B, m): K^T q_j
+        if allowed is not None:
+            s = s.masked_fill(~allowed[:, j], -1e300)
+        w = F.softmax(s, dim=-1)
+        if allowed is not None:
+            w = w.masked_fill(~allowed[:, j], 0.0)
+        Ws.append(w)
+        Cs.append((w[:, None, :] @ V64)[:, 0])
+    return torch.stack(Cs, 1).to(dtype), torch.stack(Ws, 1).to(dtype)
+""")),
+]
+
+# Wrong only where a GPU is present: on a CPU the default mask's device is the inputs' (the meta-device
+# probe of the hidden check catches it when the answer runs in this process).
+WRONG_ON_GPU = [
+    Answer(L, ATTEND, "the default all-True mask created without device=", """
+def qkv_attention(Q, K, V, mask=None):
+    if mask is None:
+        mask = torch.ones(Q.shape[0], Q.shape[1], K.shape[1], dtype=torch.bool)
+    scores = (Q @ K.transpose(-2, -1)).masked_fill(~mask, torch.finfo(Q.dtype).min)
+    weights = torch.softmax(scores, dim=-1) * mask
+    return weights @ V, weights
+""", says="raised RuntimeError"),
 ]
