@@ -17,10 +17,11 @@ from nbformat import NotebookNode
 from nbgrader.utils import determine_grade
 
 from . import notebooks, paths
-from .notebooks import NotebookError
+from .notebooks import NotebookError, identify_lesson
 from .preprocessors import GradeOutsideKernel, status_of
+from .settings import DEFAULT
 
-CELL_TIMEOUT = 60
+CELL_TIMEOUT = DEFAULT.cell_timeout
 
 
 @dataclass
@@ -51,20 +52,6 @@ class Report:
     def to_json(self) -> dict:
         return {"notebook": self.notebook, "lesson": self.lesson, "status": self.status, "score": self.score,
                 "max_score": self.max_score, "tests": [asdict(t) for t in self.tests]}
-
-
-def identify_lesson(path: Path, nb: NotebookNode) -> str:
-    """The lesson a notebook belongs to: by file name, else by the grade ids its cells carry."""
-    lessons = paths.lesson_names()
-    if path.stem in lessons:
-        return path.stem
-    ids = set(notebooks.cells_by_id(nb))
-    overlap = {lesson: len(ids & set(notebooks.cells_by_id(notebooks.read(paths.lesson_path(lesson)))))
-               for lesson in lessons}
-    best = max(overlap, key=overlap.get, default=None)
-    if not best or overlap[best] == 0:
-        raise NotebookError(f"{path}: cannot tell which lesson this is (no cell of any lesson found)")
-    return best
 
 
 def with_course_tests(student: NotebookNode, source: NotebookNode) -> NotebookNode:

@@ -22,9 +22,11 @@ def parser() -> argparse.ArgumentParser:
     g = verbs.add_parser("grade", help="grade a class with nbgrader: SUBMISSIONS/<student>/<lesson>.ipynb")
     g.add_argument("submissions")
     g.add_argument("--out", required=True, help="course folder for the gradebook, feedback and grades.csv")
-    g.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="notebooks graded at once")
+    g.add_argument("--workers", type=int, help="notebooks graded at once (default: one per CPU)")
     g.add_argument("--force", action="store_true", help="regrade what is already graded")
-    g.add_argument("--cell-timeout", type=int, default=60, metavar="SECONDS",
+    g.add_argument("-v", "--verbose", action="store_true",
+                   help="print each notebook's status and log file as it is graded, and the grader's log")
+    g.add_argument("--cell-timeout", type=int, metavar="SECONDS",
                    help="a cell (or one test's checks) running longer stops the notebook: status timeout")
     g.add_argument("--no-sandbox", action="store_true",
                    help="run the kernels without the sandbox (trusted submissions only; for comparison)")

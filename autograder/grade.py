@@ -1,10 +1,17 @@
-"""`grade`: what an instructor runs on a class, SUBMISSIONS/<student>/<lesson>.ipynb.
+"""`grade`: what an instructor runs on a class, SUBMISSIONS/<student>/<lesson>.ipynb (or nbgrader's own
+layout after `nbgrader collect`, SUBMISSIONS/<student>/<lesson>/<lesson>.ipynb).
 
 Every notebook is graded by the real `nbgrader autograde` into nbgrader's SQLite gradebook in OUT,
 which stays a normal nbgrader course folder (source/, submitted/, autograded/, feedback/,
 gradebook.db). The HTML feedback comes from `nbgrader generate_feedback` with the hidden tests removed.
-OUT/grades.csv has one row per submitted file, with a status that says why when it was not graded.
-One broken submission never stops the class.
+OUT/grades.csv has one row per submitted file, with a status (`outcome.Status`) that says why when it
+was not graded; OUT/logs/<student>/<lesson>.log keeps nbgrader's log, the grader's and the kernel's
+stderr for each graded notebook. One broken submission never stops the class, nor does a grading
+process that dies: its notebook is retried once, then reported `grader-died`.
+
+A notebook is graded again only when something that decides its verdicts changed: the submission, the
+lesson's source notebook, the checks and reference code the lesson uses, or the grader (its code, its
+version, the settings that bound a kernel).
 """
 from __future__ import annotations
 
@@ -17,21 +24,28 @@ import multiprocessing
 import os
 import shutil
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import logging
+import re
+import warnings
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import notebooks, paths, sandbox
-from .check import identify_lesson
-from . import nbgrader_course
+from . import course_init, nbgrader_course, notebooks, paths, sandbox
 from .nbgrader_course import course_api
+from .notebooks import identify_lesson
 from .outcome import Status
 from .preprocessors import status_of
+from .settings import DEFAULT, Settings
 
 CSV_COLUMNS = ["student", "lesson", "score", "max_score", "status"]
-CELL_TIMEOUT = 60          # seconds; every lesson's test cells take well under one
+CELL_TIMEOUT = DEFAULT.cell_timeout
 STATE_FILE = ".grading-state.json"
 LOCKED_RETRIES = 3
+MAX_ATTEMPTS = 2           # a notebook whose grading process died this often is not tried again
+LOG_DIR = "logs"
+log = logging.getLogger("autograder")
 
 
 @dataclass
@@ -40,7 +54,7 @@ class Row:
     lesson: str
     score: float | None
     max_score: float | None
-    status: str  # ok, invalid-notebook, unknown-lesson, duplicate-lesson, timeout, kernel-died, autograde-failed
+    status: str  # an outcome.Status value
 
 
 @dataclass
@@ -52,6 +66,33 @@ class Job:
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+_CHECKS_IMPORT = re.compile(r"from\s+autograder\.checks\s+import\s+(\w+)")
+
+
+def verdict_key(lesson: str, settings: Settings) -> str:
+    """A digest of everything besides the submission that decides a lesson's verdicts: its source notebook
+    (tests and reference), the checks modules its test cells import, the grader's own code and version,
+    the lessons' helpers the kernel imports, and the settings that bound the kernel."""
+    from importlib import metadata
+    package = Path(__file__).resolve().parent
+    source = paths.solution_path(lesson)
+    text = source.read_text(encoding="utf-8", errors="replace")
+    checks = sorted({package / "checks" / f"{name}.py" for name in _CHECKS_IMPORT.findall(text)})
+    grader = sorted(p for p in package.glob("*.py")) + [package / "checks" / "core.py", package / "checks" /
+                                                        "__init__.py"]
+    helpers = sorted((paths.REPO / "lessonkit").glob("*.py"))
+    h = hashlib.sha256()
+    try:
+        h.update(metadata.version("attention-course").encode())
+    except metadata.PackageNotFoundError:
+        pass
+    h.update(json.dumps({k: v for k, v in settings.to_dict().items() if k != "workers"}, sort_keys=True).encode())
+    for path in [source, *checks, *grader, *helpers]:
+        h.update(str(path.relative_to(paths.REPO) if path.is_relative_to(paths.REPO) else path.name).encode())
+        h.update(path.read_bytes() if path.is_file() else b"missing")
+    return h.hexdigest()
 
 
 def prepare_lessons(out: Path, lessons: set[str]) -> None:
@@ -66,35 +107,59 @@ def prepare_lessons(out: Path, lessons: set[str]) -> None:
             raise RuntimeError(f"nbgrader generate_assignment failed for {lesson}:\n{result.get('log', '')}")
 
 
-def _failure_status(log: str) -> str:
-    if "DeadKernelError" in log or "Kernel died" in log or "kernel died" in log:
-        return "kernel-died"
-    if "CellTimeoutError" in log or "TimeoutError" in log:
-        return "timeout"
-    return "autograde-failed"
+def autograde_one(out: Path, student: str, lesson: str, settings: Settings = DEFAULT) -> str:
+    """Run nbgrader autograde and generate_feedback for one notebook; returns its status (a Status value).
+
+    Everything said while grading it (nbgrader's log, the grader's, the kernel's stderr) goes to its log."""
+    log_path = log_file(out, student, lesson)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    log.addHandler(handler)
+    previous_level = log.level
+    log.setLevel(logging.DEBUG)
+    try:
+        status, nbgrader_log = _autograde(out, student, lesson, settings)
+        log.info("status: %s", status)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous_level)
+        handler.close()
+    with open(log_path, "a", encoding="utf-8") as f:
+        f.write("\n--- nbgrader's log ---\n" + (nbgrader_log or "(empty)\n"))
+    return status
 
 
-def autograde_one(out: Path, student: str, lesson: str, **options) -> str:
-    """Run nbgrader autograde and generate_feedback for one notebook; returns its status.
+def log_file(out: Path, student: str, lesson: str) -> Path:
+    return Path(out) / LOG_DIR / student / f"{lesson}.log"
 
-    `options` go to `course_api` (cell_timeout, sandboxed)."""
-    api = course_api(out, **options)
-    for _ in range(LOCKED_RETRIES):
-        result = api.autograde(lesson, student, force=True)
-        # Workers share one SQLite gradebook: a write that found it locked is retried, never lost.
-        if result["success"] or "database is locked" not in result.get("log", "") + result.get("error", ""):
-            break
-    if not result["success"]:
-        # Never leave an older grade standing for a regrade that failed.
-        from nbgrader.api import Gradebook, MissingEntry
-        with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
-            try:
-                gb.remove_submission(lesson, student)
-            except MissingEntry:
-                pass
-        return _failure_status(result.get("log", "") + result.get("error", ""))
-    api.generate_feedback(lesson, student)
-    return status_of(notebooks.read(out / "autograded" / student / lesson / f"{lesson}.ipynb"))
+
+def _autograde(out: Path, student: str, lesson: str, settings: Settings) -> tuple[str, str]:
+    api = course_api(out, cell_timeout=settings.cell_timeout, sandboxed=settings.sandboxed)
+    # nbgrader's SQLAlchemy and traitlets warnings are not the instructor's business: kept out of the
+    # terminal for this call only (they still reach the log through nbgrader's own log).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(LOCKED_RETRIES):
+            result = api.autograde(lesson, student, force=True)
+            # Workers share one SQLite gradebook: a write that found it locked is retried, never lost.
+            if result["success"] or "database is locked" not in result.get("log", "") + result.get("error", ""):
+                break
+        text = result.get("log", "") + (f"\n{result['error']}" if result.get("error") else "")
+        if not result["success"]:
+            # Never leave an older grade standing for a regrade that failed.
+            from nbgrader.api import Gradebook, MissingEntry
+            with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+                try:
+                    gb.remove_submission(lesson, student)
+                except MissingEntry:
+                    pass
+            log.error("nbgrader autograde failed (see nbgrader's log below)")
+            return Status.AUTOGRADE_FAILED.value, text
+        feedback = api.generate_feedback(lesson, student)
+        text += feedback.get("log", "")
+    return status_of(notebooks.read(out / "autograded" / student / lesson / f"{lesson}.ipynb")), text
 
 
 def autograded_scores(out: Path, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, float]]:
@@ -121,7 +186,10 @@ def _lessons_of(student_dir: Path) -> tuple[list[Row], dict[str, Path]]:
     """
     known = set(paths.lesson_names())
     rows, found, renamed = [], {}, {}
-    for path in sorted(student_dir.glob("*.ipynb")):
+    # nbgrader's layout after `nbgrader collect`: <student>/<lesson>/<lesson>.ipynb (a folder is not a link)
+    nested = [p for d in sorted(student_dir.iterdir()) if d.is_dir() and not d.is_symlink()
+              for p in sorted(d.glob("*.ipynb"))]
+    for path in sorted(student_dir.glob("*.ipynb")) + nested:
         if path.is_symlink() or not path.is_file():      # a link to the solutions or a classmate: never opened
             rows.append(Row(student_dir.name, path.stem, None, None, Status.REFUSED_FILE.value))
             continue
@@ -146,10 +214,10 @@ def _lessons_of(student_dir: Path) -> tuple[list[Row], dict[str, Path]]:
     return rows, chosen
 
 
-def collect(submissions: Path, out: Path) -> tuple[list[Row], list[Job]]:
+def collect(submissions: Path, out: Path, settings: Settings = DEFAULT) -> tuple[list[Row], list[Job]]:
     """Sort every submitted file into a row that needs no grading (with its status) or a job."""
     rows, jobs = [], []
-    tests_digest: dict[str, str] = {}
+    keys: dict[str, str] = {}
     for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir() and not p.is_symlink()):
         student = student_dir.name
         skipped, chosen = _lessons_of(student_dir)
@@ -157,48 +225,63 @@ def collect(submissions: Path, out: Path) -> tuple[list[Row], list[Job]]:
         for lesson, path in chosen.items():
             dest = out / "submitted" / student / lesson / f"{lesson}.ipynb"
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, dest)
-            # A changed submission or changed tests (the source notebook) both call for a regrade.
-            if lesson not in tests_digest:
-                tests_digest[lesson] = _digest(paths.solution_path(lesson))
-            jobs.append(Job(student, lesson, _digest(path) + tests_digest[lesson]))
+            if not (dest.exists() and dest.samefile(path)):     # grading OUT/submitted itself: already there
+                shutil.copy(path, dest)
+            # A changed submission, or a change in what decides the lesson's verdicts, calls for a regrade.
+            if lesson not in keys:
+                keys[lesson] = verdict_key(lesson, settings)
+            jobs.append(Job(student, lesson, hashlib.sha256((_digest(path) + keys[lesson]).encode()).hexdigest()))
     return rows, jobs
 
 
-def _run_job(out: Path, job: Job, options: dict) -> tuple[Job, str]:
-    import warnings
-    warnings.simplefilter("ignore")     # nbgrader's SQLAlchemy warnings are not the instructor's business
+def _run_job(out: Path, job: Job, settings: Settings) -> tuple[Job, str]:
     try:
-        return job, autograde_one(out, job.student, job.lesson, **options)
+        return job, autograde_one(out, job.student, job.lesson, settings)
     except Exception as e:  # a worker must report, never take the class down
-        return job, f"autograde-failed: {type(e).__name__}"
+        log.exception("grading %s/%s failed", job.student, job.lesson)
+        return job, Status.AUTOGRADE_FAILED.value
 
 
-def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False, progress: bool = True,
-          cell_timeout: int = CELL_TIMEOUT, scheduler: str | None = None, sandboxed: bool | None = None) -> list[Row]:
+def _limit_worker_memory(limit: int) -> None:
+    """In each grading worker: an address-space limit, so a submission that makes the grader allocate
+    without end costs its own notebook (MemoryError, or this worker), never the machine. Not where CUDA
+    runs in the grader: its driver maps far more address space than it uses."""
+    import resource
+    import torch
+    if limit and not torch.cuda.is_available():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def grade(submissions: Path, out: Path, *, settings: Settings = DEFAULT, workers: int | None = None,
+          force: bool = False, progress: bool = True, cell_timeout: int | None = None, scheduler: str | None = None,
+          sandboxed: bool | None = None, verbose: bool = False) -> list[Row]:
     """Grade every notebook under `submissions` into the nbgrader course at `out`; returns the rows of grades.csv.
 
-    A cell that runs longer than `cell_timeout` seconds is interrupted and the notebook marked `timeout`.
-    Kernels run in the sandbox where it is available (`sandboxed=None`), or as `sandboxed` says.
-    With `scheduler` (a Dask scheduler's address) the notebooks are graded on that cluster's workers,
-    which need this project installed and `out` on a file system they share; without it, on a local
-    pool of `workers` processes. Either way only this process writes grades.csv and the state file.
+    `settings` bound the run; `workers`, `cell_timeout` and `sandboxed` given here replace theirs. A cell
+    that runs longer than the cell timeout is interrupted and the notebook marked `timeout`. Kernels run
+    in the sandbox where it is available (`sandboxed=None`). With `scheduler` (a Dask scheduler's
+    address) the notebooks are graded on that cluster's workers, which need this project installed and
+    `out` on a file system they share; without it, on a local pool of worker processes. Either way only
+    this process writes grades.csv and the state file. `verbose` prints each notebook's status and log.
     """
+    settings = settings.replace(workers=workers, cell_timeout=cell_timeout, sandboxed=sandboxed)
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     if not submissions.is_dir():
         raise FileNotFoundError(f"{submissions}: no such folder")
     out.mkdir(parents=True, exist_ok=True)
-    rows, jobs = collect(submissions, out)
+    rows, jobs = collect(submissions, out, settings)
     state_path = out / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() and not force else {}
-    todo = [j for j in jobs if state.get(f"{j.student}/{j.lesson}", {}).get("digest") != j.digest]
+    todo = [j for j in jobs if _needs_grading(state.get(f"{j.student}/{j.lesson}", {}), j)]
     if todo:
         prepare_lessons(out, {j.lesson for j in todo})
-    options = {"cell_timeout": cell_timeout, "sandboxed": sandboxed}
-    nbgrader_course.write_config(out, **options)
-    _run_all(out, todo, workers, progress, state, state_path, options, scheduler)
-    status = {(j.student, j.lesson): state[f"{j.student}/{j.lesson}"]["status"] for j in jobs}
-    scores = autograded_scores(out, [k for k, st in status.items() if Status(st.split(":")[0]).graded])
+    if course_init.grade_may_write_config(out):     # never over an instructor's own configuration
+        nbgrader_course.write_config(out, cell_timeout=settings.cell_timeout, sandboxed=settings.sandboxed)
+    _run_all(out, todo, settings, progress, state, state_path, scheduler, verbose)
+    # A notebook left "attempted" by runs whose grading process died on it: not tried again.
+    status = {(j.student, j.lesson): state[f"{j.student}/{j.lesson}"]["status"] or Status.GRADER_DIED.value
+              for j in jobs}
+    scores = autograded_scores(out, [k for k, st in status.items() if Status(st).graded])
     for key, st in status.items():
         rows.append(Row(*key, *scores.get(key, (0.0, None)), st))
     rows.sort(key=lambda r: (r.student, r.lesson))
@@ -206,34 +289,115 @@ def grade(submissions: Path, out: Path, *, workers: int = 1, force: bool = False
     return rows
 
 
+def _needs_grading(entry: dict, job: Job) -> bool:
+    """Not graded yet, or graded from something that changed; a notebook whose grading process died
+    MAX_ATTEMPTS times on the same inputs is not tried again (it would die again)."""
+    if entry.get("digest") != job.digest:
+        return True
+    return entry.get("status") is None and entry.get("attempts", 0) < MAX_ATTEMPTS
+
+
 @contextlib.contextmanager
-def _executor(workers: int, scheduler: str | None):
-    """Yields (submit, as_completed): a local pool of processes, or a Dask cluster at `scheduler`."""
+def _executor(settings: Settings, scheduler: str | None):
+    """Yields a function that submits a job and returns its future: a local pool of processes (made anew
+    by `renew()` after a worker died), or a Dask cluster at `scheduler`."""
     if scheduler:
-        from dask.distributed import Client, as_completed as dask_completed
+        from dask.distributed import Client
         with Client(scheduler) as client:
             # pure=False: the same job submitted again (say after --force) must run again.
-            yield (lambda *args: client.submit(*args, pure=False)), dask_completed
+            yield _Pool(lambda *args: client.submit(*args, pure=False), lambda: None)
         return
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield pool.submit, as_completed
+    pools: list[ProcessPoolExecutor] = []
+
+    def renew():
+        if pools:
+            pools.pop().shutdown(wait=False, cancel_futures=True)
+        pools.append(ProcessPoolExecutor(max_workers=max(1, settings.workers),
+                                         mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_limit_worker_memory, initargs=(settings.worker_memory_bytes,)))
+    renew()
+    try:
+        yield _Pool(lambda *args: pools[-1].submit(*args), renew)
+    finally:
+        if pools:
+            pools[-1].shutdown(wait=True, cancel_futures=True)
 
 
-def _run_all(out, todo, workers, progress, state, state_path, options, scheduler=None):
+@dataclass
+class _Pool:
+    submit: object
+    renew: object
+
+
+def _run_all(out, todo, settings, progress, state, state_path, scheduler=None, verbose=False):
+    """Grade `todo` with at most `settings.workers` notebooks in flight, each recorded as attempted before
+    it starts: a worker that dies costs only the notebooks it was grading a retry (then `grader-died`)."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
-    with Progress(*columns, disable=not progress or not todo) as bar, _executor(workers, scheduler) as (submit, completed):
+    queue = list(todo)
+    in_flight: dict = {}
+    suspects: list[Job] = []
+    limit = max(1, settings.workers) if not scheduler else max(1, len(todo))
+
+    def record(job, **entry):
+        state[f"{job.student}/{job.lesson}"] = {"digest": job.digest, **entry}
+        _write_atomically(state_path, json.dumps(state, indent=1, sort_keys=True))
+
+    with Progress(*columns, disable=not progress or not todo) as bar, _executor(settings, scheduler) as pool:
         task = bar.add_task("grade", total=len(todo), rate="")
-        futures = [submit(_run_job, out, job, options) for job in todo]
-        for done in completed(futures):
-            job, status = done.result()
-            state[f"{job.student}/{job.lesson}"] = {"digest": job.digest, "status": status}
-            _write_atomically(state_path, json.dumps(state, indent=1, sort_keys=True))
+
+        def finish(job, status):
+            record(job, status=status, attempts=state.get(f"{job.student}/{job.lesson}", {}).get("attempts", 1))
             elapsed = bar.tasks[task].elapsed or 0
-            completed_n = bar.tasks[task].completed + 1
-            bar.update(task, advance=1, rate=f"{60 * completed_n / elapsed:.1f} nb/min" if elapsed else "")
+            n = bar.tasks[task].completed + 1
+            bar.update(task, advance=1, rate=f"{60 * n / elapsed:.1f} nb/min" if elapsed else "")
+            if verbose or Status(status).courses_fault:
+                colour = "green" if status == Status.OK.value else "red"
+                bar.console.print(f"{escape(job.student)}/{escape(job.lesson)}: [{colour}]{status}[/] "
+                                  f"(log: {escape(str(log_file(out, job.student, job.lesson)))})")
+
+        while queue or in_flight:
+            # A job retried after its pool died runs alone: a neighbour that killed the pool must not
+            # take it down twice.
+            while queue and len(in_flight) < limit and not (in_flight and queue[0] in suspects) \
+                    and not any(j in suspects for j in in_flight.values()):
+                job = queue.pop(0)
+                entry = state.get(f"{job.student}/{job.lesson}", {})
+                attempts = entry.get("attempts", 0) + 1 if entry.get("digest") == job.digest else 1
+                record(job, status=None, attempts=attempts)          # attempted, before it starts
+                in_flight[pool.submit(_run_job, out, job, settings)] = job
+            done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                job = in_flight.pop(future)
+                try:
+                    _, status = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    _retry_or_give_up(job, state, queue, suspects, finish)
+                except Exception as e:        # a Dask worker lost with its job, say
+                    log.error("grading %s/%s: the grading process failed: %r", job.student, job.lesson, e)
+                    _retry_or_give_up(job, state, queue, suspects, finish)
+                else:
+                    finish(job, status)
+            if broken:
+                for future, job in list(in_flight.items()):     # they died with the pool
+                    in_flight.pop(future)
+                    _retry_or_give_up(job, state, queue, suspects, finish)
+                pool.renew()
+
+
+def _retry_or_give_up(job: Job, state: dict, queue: list, suspects: list, finish) -> None:
+    """A job whose grading process died: queued again (to run alone), or `grader-died` once it has used
+    its attempts."""
+    if state[f"{job.student}/{job.lesson}"].get("attempts", 0) >= MAX_ATTEMPTS:
+        finish(job, Status.GRADER_DIED.value)
+    else:
+        suspects.append(job)
+        queue.insert(0, job)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -277,17 +441,34 @@ def print_rows(rows: list[Row], out: Path) -> None:
     console.print(f"grades: {out / 'grades.csv'}")
     console.print(f"gradebook: {out / 'gradebook.db'}")
     console.print(f"feedback: {out / 'feedback'}/<student>/<lesson>/<lesson>.html")
+    console.print(f"logs: {out / LOG_DIR}/<student>/<lesson>.log")
+    faults = [r for r in rows if Status(r.status).courses_fault]
+    if faults:
+        console.print(f"[red]{len(faults)} notebook(s) were not graded because of the course or the grader, "
+                      "not the student: see their logs.[/]")
 
 
-def main(*, submissions: str, out: str, workers: int = 1, force: bool = False, scheduler: str | None = None,
-         cell_timeout: int = CELL_TIMEOUT, no_sandbox: bool = False) -> int:
+def main(*, submissions: str, out: str, workers: int | None = None, force: bool = False,
+         scheduler: str | None = None, cell_timeout: int | None = None, no_sandbox: bool = False,
+         verbose: bool = False) -> int:
     reason = "--no-sandbox was given" if no_sandbox else sandbox.unavailable()
     if reason:
         print(f"warning: NOT SANDBOXED: {reason}. Students' code runs with your rights and can read and change "
               "your files: grade untrusted work as root in a disposable container or VM.", file=sys.stderr)
+    else:
+        try:
+            sandbox.check_hidden()
+        except sandbox.SandboxError as e:       # before any notebook: every kernel would see the course
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    if verbose:         # the grader's own log on the terminal (each notebook's is in its log file too)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     try:
         rows = grade(Path(submissions), Path(out), workers=workers, force=force, scheduler=scheduler,
-                     cell_timeout=cell_timeout, sandboxed=False if no_sandbox else None)
+                     cell_timeout=cell_timeout, sandboxed=False if no_sandbox else None, verbose=verbose)
     except FileNotFoundError as e:
         print(f"error: {e}")
         return 2

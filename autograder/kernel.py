@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import inspect
+import logging
 import os
 import shutil
 import signal
@@ -27,8 +28,10 @@ from jupyter_client.connect import write_connection_file
 
 from . import bridge, sandbox
 from .outcome import Status
+from .settings import DEFAULT
 
-START_TIMEOUT = 120
+START_TIMEOUT = DEFAULT.kernel_start_timeout
+log = logging.getLogger("autograder.kernel")
 MAX_OUTPUT_CHARS = 1_000_000     # per cell: a flood is cut here, the rest is dropped
 TRUNCATED = "\n[output truncated by the grader]\n"
 TIMEOUT, DIED = "CellTimeoutError", "DeadKernelError"
@@ -54,7 +57,7 @@ def _die_with_parent() -> None:
 
 
 class Kernel:
-    def __init__(self, *, sandboxed: bool, cwd: Path | None = None, limits: sandbox.Limits = sandbox.Limits()):
+    def __init__(self, *, sandboxed: bool, cwd: Path | None = None, limits: sandbox.Limits = DEFAULT.limits):
         self.sandboxed, self.cwd = sandboxed, cwd
         self.base = Path(tempfile.mkdtemp(prefix="attention-kernel-"))
         self.workdir = self.base / "work"
@@ -179,6 +182,12 @@ class Kernel:
         if self.workdir_mounted:
             sandbox.unmount(self.workdir)
             self.workdir_mounted = False
+        try:        # the kernel's stderr goes to the notebook's log (the last 64 KiB of it)
+            text = (self.base / "stderr.log").read_bytes()[-65536:].decode(errors="replace").strip()
+        except OSError:
+            text = ""
+        if text:
+            log.info("the kernel's stderr:\n%s", text)
         shutil.rmtree(self.base, ignore_errors=True)
 
     def why_dead(self) -> str:

@@ -11,17 +11,32 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from . import paths
+from .settings import DEFAULT
+
 
 class NotebookError(Exception):
     """A notebook that cannot be read or graded; the message is one line for the user."""
 
 
-def read(path: str | Path) -> NotebookNode:
-    """Read and validate a notebook, or raise NotebookError with a one-line reason."""
+def read(path: str | Path, *, max_bytes: int = DEFAULT.max_notebook_bytes,
+         max_containers: int = DEFAULT.max_notebook_containers) -> NotebookNode:
+    """Read and validate a notebook, or raise NotebookError with a one-line reason.
+
+    Its size and its number of JSON lists and objects are bounded before it is parsed: a valid notebook
+    built to exhaust the grader's memory (say 10^8 empty lists in a cell's metadata) is refused unread."""
     path = Path(path)
     if not path.is_file():
         raise NotebookError(f"{path}: no such file")
-    raw = path.read_bytes()
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise NotebookError(f"{path}: too large to be a lesson's notebook ({size} bytes, at most {max_bytes})")
+    with open(path, "rb") as f:
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise NotebookError(f"{path}: too large to be a lesson's notebook (more than {max_bytes} bytes)")
+    if raw.count(b"[") + raw.count(b"{") > max_containers:
+        raise NotebookError(f"{path}: too many lists and objects to be a lesson's notebook (at most {max_containers})")
     if not raw.strip():
         raise NotebookError(f"{path}: the file is empty")
     try:
@@ -67,3 +82,16 @@ def tested_function(cell: NotebookNode) -> str:
 
 def cells_by_id(nb: NotebookNode) -> dict[str, NotebookNode]:
     return {grade_id(c): c for c in nb.cells if grade_id(c)}
+
+
+def identify_lesson(path: Path, nb: NotebookNode) -> str:
+    """The lesson a notebook belongs to: by file name, else by the grade ids its cells carry."""
+    lessons = paths.lesson_names()
+    if path.stem in lessons:
+        return path.stem
+    ids = set(cells_by_id(nb))
+    overlap = {lesson: len(ids & set(cells_by_id(read(paths.lesson_path(lesson))))) for lesson in lessons}
+    best = max(overlap, key=overlap.get, default=None)
+    if not best or overlap[best] == 0:
+        raise NotebookError(f"{path}: cannot tell which lesson this is (no cell of any lesson found)")
+    return best

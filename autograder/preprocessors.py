@@ -22,6 +22,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Dict, Integer, Unicode
 
 from . import bridge, kernel, notebooks, outcome, sandbox, verdicts
+from .settings import DEFAULT
 
 KERNEL_DIED, TIMED_OUT = kernel.DIED, kernel.TIMEOUT
 STOPPED = {"kernel-died": KERNEL_DIED, "timeout": TIMED_OUT}
@@ -31,11 +32,11 @@ RUN_SEED = int(os.environ.get("ATTENTION_GRADING_SEED") or secrets.randbelow(2**
 
 
 class GradeOutsideKernel(NbGraderPreprocessor):
-    cell_timeout = Integer(60, help="Seconds one cell (or one test cell's checks) may run.").tag(config=True)
-    notebook_timeout = Integer(900, help="Seconds the whole notebook may run.").tag(config=True)
+    cell_timeout = Integer(DEFAULT.cell_timeout, help="Seconds one cell (or one test cell's checks) may run.").tag(config=True)
+    notebook_timeout = Integer(DEFAULT.notebook_timeout, help="Seconds the whole notebook may run.").tag(config=True)
     sandboxed = Bool(None, allow_none=True,
                      help="Run the kernel in the sandbox; None: wherever the sandbox is available.").tag(config=True)
-    course_id = Unicode("attention", help="The gradebook's course id.").tag(config=True)
+    course_id = Unicode(DEFAULT.course_id, help="The gradebook's course id.").tag(config=True)
     test_sources = Dict(help="grade id -> source of the course's test cells, in the course's order; empty: read "
                              "from the gradebook (in the order of the course folder's source notebook).")
     seed = Integer(None, allow_none=True, help="The hidden checks' seed; None: this process's secret one.")

@@ -40,6 +40,23 @@ def test_a_bug_in_a_check_is_the_courses_not_the_students(planted_checks):
     assert outcome.status_of(nb) is outcome.Status.COURSE_ERROR
 
 
+def test_a_missing_reference_and_a_malformed_test_cell_are_the_courses(planted_checks, monkeypatch, tmp_path):
+    """Does a hidden check without its reference (a worker without solutions/), or a test cell the grader
+    cannot run, give the course's error, not the student's?"""
+    from autograder import paths, reference
+    grader, _ = pair({"qkv_attention": lambda *a: None, "f": lambda x: x * x})
+    monkeypatch.setattr(paths, "SOLUTIONS", tmp_path)       # nothing there
+    reference.load.cache_clear()
+    try:
+        outputs = verdicts.run("from autograder.checks import qkv as checks\ncheckscheck = 1\n", grader)
+        assert outputs[-1]["ename"] == outcome.COURSE_FAILURE           # malformed: an assignment
+        outputs = verdicts.run("from autograder.checks import qkv as checks\nchecks.check_qkv_attention(qkv_attention)\n",
+                               grader)
+        assert outputs[-1]["ename"] == outcome.COURSE_FAILURE           # ReferenceUnavailable
+    finally:
+        reference.load.cache_clear()
+
+
 def test_the_students_errors_stay_the_students(planted_checks):
     """Do a failed check, a missing function and an error raised in the kernel stay the student's (no course-error)?"""
     grader, _ = pair({"f": lambda x: x + 1, "g": lambda x: 1 / 0})
