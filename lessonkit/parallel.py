@@ -93,6 +93,28 @@ def time_layers(layers: dict[str, Callable[[int], Callable[[], None]]], sizes, *
     return out
 
 
+def rnn_self_attention(X: torch.Tensor, A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Lesson 05's SimpleRNN + self-attention with the dot-product score, one position after another,
+    for lesson 06 to time (written to be timed rather than read: lesson 05 is where you write it).
+
+    h_j = tanh(A [x_j; c_{j-1}] + b) from c_0 = 0; c_j = sum_{i <= j} alpha_ij h_i with the weights
+    alpha_{:j} = softmax over i <= j of h_i . h_j.
+
+    Args:
+        X: (B, m, d) inputs.  A: (d_h, d + d_h).  b: (d_h,).
+    Returns:
+        (B, m, d_h) the states h_1..h_m.
+    """
+    d = X.shape[-1]
+    inputs = X @ A[:, :d].T + b                                     # (B, m, d_h): every x_j's share at once
+    c, hs = X.new_zeros(X.shape[0], A.shape[0]), []
+    for x_part in inputs.unbind(1):
+        hs.append(torch.tanh(x_part + c @ A[:, d:].T))              # h_j, which had to wait for c_{j-1}
+        H = torch.stack(hs, 1)                                      # (B, j, d_h)
+        c = torch.bmm(torch.softmax(torch.bmm(H, hs[-1].unsqueeze(-1)), 1).transpose(1, 2), H).squeeze(1)
+    return torch.stack(hs, 1)
+
+
 def plot_times(sizes, times: dict[str, list[float]], *, title: str = "Forward + backward time against length",
                ylabel: str = "milliseconds (median)", ax=None):
     """One line per layer: seconds (y) against sequence length m (x), both on log axes."""
