@@ -161,3 +161,151 @@ def test_timing_restores_the_thread_count():
     times = parallel.time_layers({"square": layer}, [4, 8], repeats=2, n_threads=1)
     assert list(times) == ["square"] and len(times["square"]) == 2 and all(t > 0 for t in times["square"])
     assert torch.get_num_threads() == before
+
+
+# --- the edges of the contract: the reference against PyTorch, every catalog answer against PyTorch ----
+
+def _oracle(X, W_Q, W_K, W_V, causal):
+    """(Y, weights) from F.scaled_dot_product_attention alone (default scale 1/sqrt(d_k)): the weights are the
+    outputs for the identity values."""
+    Q, K, V = X @ W_Q.T, X @ W_K.T, X @ W_V.T
+    B, m = X.shape[0], X.shape[1]
+    eye = torch.eye(m, dtype=X.dtype).expand(B, m, m)
+    return (F.scaled_dot_product_attention(Q, K, V, is_causal=causal),
+            F.scaled_dot_product_attention(Q, K, eye, is_causal=causal))
+
+
+def _edge_inputs(dtype, seed=0):
+    """(what, X, W_Q, W_K, W_V) for the edges the hidden check probes: scores x100 and x1000, future keys that
+    hold the largest scores while every allowed score is below -20000, m = 1, batch 1, views."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape, s=1.0: (s * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)   # noqa: E731
+    out = []
+    B, m, d, d_k, d_v = 2, 5, 4, 3, 6
+    scale = (100.0 if dtype == torch.float32 else 1000.0) ** 0.5
+    out.append(("large scores", r(B, m, d, s=scale), r(d_k, d, s=d ** -0.5), r(d_k, d, s=d ** -0.5), r(d_v, d)))
+    X, W_Q, W_K, W_V = r(B, m, d), r(d_k, d), r(d_k, d), r(d_v, d)
+    c = 20000 * math.sqrt(d_k)
+    X[..., 0], X[..., 1] = 1.0, torch.arange(m, dtype=dtype)
+    W_Q[:2], W_K[:2] = 0.0, 0.0
+    W_Q[0, 0], W_Q[1, 0], W_Q[1, 1], W_K[0, 1], W_K[1, 0] = 1.0, -c, -c, c, 1.0
+    out.append(("future keys hold the largest scores", X, W_Q, W_K, W_V))
+    for B, m, d, d_k, d_v in [(3, 1, 4, 2, 5), (1, 7, 6, 2, 3)]:
+        out.append((f"B={B} m={m}", r(B, m, d), r(d_k, d, s=d ** -0.5), r(d_k, d, s=d ** -0.5), r(d_v, d)))
+    B, m, d, d_k, d_v = 3, 5, 4, 6, 2
+    out.append(("views", r(B, d, m).transpose(1, 2), r(d, d_k).T, r(d_k, d + 3)[:, 1:d + 1], r(d_v, d, 2)[..., 0]))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_reference_matches_sdpa_on_the_edges(ref, dtype):
+    """On the edges the hidden check probes (scores x100 and x1000, future keys holding the largest scores,
+    m = 1, batch 1, views), causal or not, does the reference give PyTorch's outputs and weights?"""
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-3, atol=1e-3)
+    for what, X, W_Q, W_K, W_V in _edge_inputs(dtype):
+        for causal in (False, True):
+            Y, w = ref.self_attention(X, W_Q, W_K, W_V, causal)
+            want_Y, want_w = _oracle(X, W_Q, W_K, W_V, causal)
+            torch.testing.assert_close(w, want_w, **tol, msg=f"{what}, causal={causal}")
+            torch.testing.assert_close(Y, want_Y, **tol, msg=f"{what}, causal={causal}")
+
+
+def _verdict(fn) -> str:
+    """"" if `fn` agrees with the oracle on every edge input, causal or not, called by position and by keyword,
+    after calls of other sizes, without touching its inputs, in float64 and float32; else what went wrong."""
+    for dtype in (torch.float64, torch.float32):
+        eps = torch.finfo(dtype).eps
+        for what, X, W_Q, W_K, W_V in _edge_inputs(dtype):
+            args = [X, W_Q, W_K, W_V]
+            before = [a.clone() for a in args]
+            for causal in (False, True):
+                for keywords in (False, True):
+                    try:
+                        got = (fn(X=X, W_Q=W_Q, W_K=W_K, W_V=W_V, causal=causal) if keywords
+                               else fn(X, W_Q, W_K, W_V, causal))
+                    except Exception as e:
+                        return f"{what}: raised {type(e).__name__}"
+                    if any(not torch.equal(a, b) or a.shape != b.shape for a, b in zip(args, before)):
+                        return f"{what}: modified an input"
+                    A = X.abs()
+                    mag = ((A @ W_Q.abs().T) @ (A @ W_K.abs().T).transpose(-2, -1)).max().item() \
+                        * max(1.0, (A @ W_V.abs().T).max().item())
+                    for x, y in zip(got, _oracle(X, W_Q, W_K, W_V, causal)):
+                        if x.dtype != y.dtype or x.shape != y.shape or not torch.isfinite(x).all():
+                            return f"{what}: dtype, shape or NaN"
+                        if not torch.allclose(x, y, rtol=1e3 * eps, atol=1e3 * eps * max(1.0, mag)):
+                            return f"{what}: differs from F.scaled_dot_product_attention by {(x - y).abs().max():.2g}"
+    meta = [t.to("meta") for t in _edge_inputs(torch.float64)[0][1:]]
+    for causal in (False, True):
+        try:
+            fn(*meta, causal)
+        except Exception as e:
+            if "device" in str(e):
+                return "creates a tensor off the inputs' device"
+    return ""
+
+
+def _answers(kind):
+    from tests.mistakes import lesson06
+    return getattr(lesson06, kind)
+
+
+def _define(answer):
+    from tests.test_mistakes import student_function
+    return student_function(answer)
+
+
+@pytest.mark.parametrize("answer", _answers("WRONG") + _answers("WRONG_ON_GPU"), ids=lambda a: a.name)
+def test_wrong_catalog_answer_is_wrong_by_the_oracle(answer):
+    """Is each wrong self_attention of the catalog really wrong: does it differ from F.scaled_dot_product_attention
+    (or raise, return NaN, modify an input, refuse the contract's keywords or create a tensor off the inputs'
+    device) somewhere? Gradients are the exception: .detach() shows only there."""
+    fn = _define(answer)
+    if answer.name == ".detach() inside":
+        X, W_Q, W_K, W_V = (t.requires_grad_() for t in _inputs(2, 5, 4, 3, 6))
+        mine = torch.autograd.grad(fn(X, W_Q, W_K, W_V)[0].sum(), W_Q, allow_unused=True)[0]
+        theirs = torch.autograd.grad(_oracle(X, W_Q, W_K, W_V, False)[0].sum(), W_Q)[0]
+        assert mine is None or not torch.allclose(mine, theirs)
+        return
+    assert _verdict(fn)
+
+
+@pytest.mark.parametrize("answer", _answers("CORRECT"), ids=lambda a: a.name)
+def test_correct_catalog_answer_is_right_by_the_oracle(answer):
+    """Does each correct self_attention of the catalog agree with F.scaled_dot_product_attention everywhere?"""
+    assert _verdict(_define(answer)) == ""
+
+
+@pytest.mark.parametrize("answer", _answers("CORRECT"), ids=lambda a: a.name)
+def test_correct_catalog_answer_passes_ten_times_inside_the_tolerance(answer):
+    """Does each correct self_attention pass every value comparison of the hidden check with its error at most
+    a tenth of the tolerance?"""
+    from autograder.checks.core import measured_margins
+    with measured_margins() as margins:
+        checks.check_self_attention(_define(answer), device="cpu", seed=3)
+    assert margins and max(r for _, r in margins) <= 0.1, max(margins, key=lambda m: m[1])
+
+
+@pytest.mark.parametrize("answer", _answers("WRONG_ON_GPU"), ids=lambda a: a.name)
+def test_tensor_created_without_device_is_caught_on_the_meta_device(answer):
+    """Does the hidden check, with no device asked for, catch an answer that creates its mask without device=
+    (on the meta device), while a check narrowed to the CPU, where it is right, passes it?"""
+    checks.check_self_attention(_define(answer), device="cpu")
+    with pytest.raises(CheckFailed, match="creates a tensor on the CPU"):
+        checks.check_self_attention(_define(answer))
+
+
+def test_view_of_a_non_contiguous_input_fails_in_process():
+    """Does an answer that calls .view on X (which fails for a transposed X) lose its points when it runs in
+    this process? (Through the bridge every tensor arrives contiguous, so the catalog cannot hold it.)"""
+    def self_attention(X, W_Q, W_K, W_V, causal=False):
+        B, m, d = X.shape
+        rows = X.view(B * m, d)                                   # needs a contiguous X
+        Q, K, V = (rows @ W.T for W in (W_Q, W_K, W_V))
+        scores = Q.view(B, m, -1) @ K.view(B, m, -1).transpose(-2, -1) / math.sqrt(W_Q.shape[0])
+        if causal:
+            scores = scores.masked_fill(torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1), float("-inf"))
+        weights = torch.softmax(scores, -1)
+        return weights @ V.view(B, m, -1), weights
+    with pytest.raises(CheckFailed, match="view"):
+        checks.check_self_attention(self_attention, device="cpu")

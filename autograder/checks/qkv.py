@@ -387,7 +387,8 @@ def _compare(f, ref, q, K, V, mask, C, w, kind: str, unmasked=None):
 def _judge(f, ref, q, K, V, mask, C, w, kind: str, unmasked=None, edge: str = ""):
     """The properties first (axes, masks), then the values against the reference and its named mistakes,
     then, for a mismatch nothing names, the property that broke on this kind of input."""
-    atol = max(1e-5, derived_tolerance(q.dtype, _magnitude(q, K, mask))["atol"])
+    # Sums of weights may be off by more than 1e-5 only where float32 rounds large scores by more (up to 1e-2).
+    atol = min(1e-2, max(1e-5, derived_tolerance(q.dtype, _magnitude(q, K, mask))["atol"]))
     _diagnose_weights(f, w, mask, unmasked, edge, final=edge == "masked-largest", atol=atol)
     try:
         _compare(f, ref, q, K, V, mask, C, w, kind, unmasked)

@@ -12,7 +12,8 @@ import math
 import torch
 
 from .. import reference
-from .core import cases, generator, randn, Student
+from .core import (call_with_keywords, cases, CheckFailed, derived_tolerance, earlier_size_hint, expect_within,
+                   generator, in_process, meta_probe, probes_meta, randn, Student)
 
 LESSON = "06_attention_without_rnn"
 
@@ -34,8 +35,9 @@ def _inputs(g, B, m, d, d_k, d_v, dtype=torch.float64, device="cpu", scale=1.0):
 
 # --- what the outputs look like --------------------------------------------------------------------
 
-def _unpack(f, result, B, m, d, d_k, d_v, like):
-    """(Y, weights) with the right types and shapes, or a message naming what is off."""
+def _unpack(f, result, B, m, d, d_k, d_v, like, edge: str = ""):
+    """(Y, weights) with the right types and shapes, or a message naming what is off (`edge`: the kind of
+    input, "masked-largest" where the future keys hold the largest scores)."""
     Y, weights = f.expect_tuple(result, 2, "(Y, weights)")
     shape_Y, shape_w = (B, m, d_v), (B, m, m)
     if (isinstance(Y, torch.Tensor) and isinstance(weights, torch.Tensor)
@@ -50,17 +52,39 @@ def _unpack(f, result, B, m, d, d_k, d_v, like):
             hint_Y = "Y has d_k columns: the weights average the values V = X W_V^T, not the queries or keys."
     if isinstance(weights, torch.Tensor) and weights.shape == shape_w and not torch.isfinite(weights).all():
         # Before expect_tensor, which would only say "NaN".
-        _diagnose_nan(f, weights)
+        _diagnose_nan(f, weights, edge)
+    squeezed = ""
+    if 1 in (B, m) and any(isinstance(x, torch.Tensor) and x.dim() < 3 for x in (Y, weights)):
+        squeezed = (" An axis of size 1 is missing (batch 1 or m = 1 here): a .squeeze() without a dim drops every "
+                    "axis of size 1; squeeze only the axis you mean, as in .squeeze(-1).")
     f.expect_tensor(weights, "weights", shape=shape_w, like=like,
                     hint="Row i holds the weights of query i over the m keys: one (m, m) matrix per sequence, "
-                         "(batch, m, m).")
-    f.expect_tensor(Y, "Y", shape=shape_Y, like=like, hint=hint_Y)
+                         "(batch, m, m)." + squeezed)
+    f.expect_tensor(Y, "Y", shape=shape_Y, like=like, hint=hint_Y + squeezed)
     return Y, weights
 
 
-def _diagnose_nan(f, weights):
+def _diagnose_nan(f, weights, edge: str = ""):
     m = weights.shape[-1]
     upper = torch.ones(m, m, dtype=torch.bool, device=weights.device).triu(1)
+    if edge == "masked-largest":
+        if torch.isfinite(weights[:, ~upper]).all():
+            f.fail("with causal=True the weights are NaN or inf above the diagonal only, where the future keys hold "
+                   "the largest scores and every allowed score is very negative: exp of the masked scores "
+                   "overflowed before the mask zeroed them (inf x 0 = NaN). Replace masked scores by -inf or "
+                   "torch.finfo(dtype).min before exp (not by 0), and let torch.softmax subtract the row maximum.")
+        f.fail("with causal=True the weights are NaN or inf where the future keys hold the largest scores: either "
+               "the softmax ran over every key and was renormalized over j <= i afterwards, when exp of the allowed "
+               "keys had underflowed to 0 (0/0), or exp of large scores overflowed. Mask the scores before the "
+               "softmax and let torch.softmax subtract the row maximum.")
+    if edge.startswith("for large scores") and edge.endswith("causal=True"):
+        f.fail(f"the weights contain NaN or inf {edge}, though causal=False gave finite ones: the causal masking "
+               "breaks for large scores. Either the softmax ran over every key and was renormalized over j <= i "
+               "afterwards (0/0 once their exp underflows), or the future scores were set to 0 before exp and "
+               "overflowed (inf x 0). Mask the scores with -inf or torch.finfo(dtype).min before the softmax.")
+    if edge.startswith("for large scores"):
+        f.fail(f"the weights contain NaN or inf {edge}: exp overflows. Subtract the row maximum before exp "
+               "(torch.softmax does this for you).")
     if m > 1 and torch.isnan(weights[:, upper]).all() and torch.isfinite(weights[:, ~upper]).all():
         f.fail("the weights are NaN above the diagonal: the softmax ran over the batch axis, where a masked "
                "entry is masked in every sequence. It must run over the keys (dim=-1).")
@@ -76,20 +100,34 @@ def _diagnose_nan(f, weights):
            "never after, and let torch.softmax subtract the row maximum before exp.")
 
 
-def _diagnose_weights(f, w, causal, w_open=None, Y=None, V=None):
+def _diagnose_weights(f, w, causal, w_open=None, Y=None, V=None, edge: str = "", atol: float = 1e-5):
     """Name the usual mistakes from what the weights look like: no reference needed.
 
     `w_open`: the same function's weights for the same inputs with causal=False, if known;
-    `Y`, `V`: the outputs it returned with `w`, and the values W_V a_j, if known.
+    `Y`, `V`: the outputs it returned with `w`, and the values W_V a_j, if known; `edge`: the kind of
+    input ("masked-largest" where the future keys hold the largest scores); `atol`: how far from 1 a sum
+    of weights may be (more than 1e-5 only where scores are so large that float32 rounds them by more).
     """
     B, m, _ = w.shape
     ones = torch.ones(B, m, dtype=w.dtype, device=w.device)
     rows, cols = w.sum(-1), w.sum(-2)
-    rows_ok = torch.allclose(rows, ones, atol=1e-5)
-    cols_ok = torch.allclose(cols, ones, atol=1e-5)
+    rows_ok = torch.allclose(rows, ones, atol=atol)
+    cols_ok = torch.allclose(cols, ones, atol=atol)
+    if edge == "masked-largest" and causal and m > 1:
+        upper = torch.ones(m, m, dtype=torch.bool, device=w.device).triu(1)
+        if (w[:, upper] != 0).any():
+            f.fail("with causal=True, future keys that hold the largest scores still get weight: a finite penalty "
+                   "added to them (say -1e4) does not outweigh a large score. Mask with -inf or "
+                   "torch.finfo(dtype).min (masked_fill), so that they get weight exactly 0.")
+        if not rows_ok:
+            f.fail("with causal=True, where the future keys hold the largest scores, the allowed keys' weights vanish "
+                   "and the rows no longer sum to 1: the future scores were not replaced before the softmax. Either "
+                   "a finite penalty was added to them (say -1e4, which does not outweigh a large score), or the "
+                   "softmax ran over every key and was renormalized over j <= i afterwards (their exp underflows to "
+                   "0). Mask the scores with -inf or torch.finfo(dtype).min before the softmax.")
     if (w < 0).any():
         f.fail("weights must be non-negative: did you normalize without exp? Use torch.softmax.")
-    if B > 1 and torch.allclose(w.sum(0), torch.ones_like(w[0]), atol=1e-5):
+    if B > 1 and torch.allclose(w.sum(0), torch.ones_like(w[0]), atol=atol):
         f.fail("the weights sum to 1 over the batch axis: the softmax must run over the keys (dim=-1).")
     if B == 1 and m > 1 and torch.allclose(w, torch.ones_like(w)):
         f.fail("every weight is 1: the softmax ran over the batch axis (of size 1 here). It must run over the "
@@ -196,68 +234,175 @@ def quick_check_self_attention(fn):
         ("Y uses the transposed weights: b_i = sum_j weights[i, j] v_j is weights @ V",
          lambda: want.transpose(-1, -2) @ V),
     ])
+    # Tensors created off the inputs' device (where this function runs in this process: a student's own
+    # kernel, not the grader's bridge).
+    if in_process(fn):
+        X, W_Q, W_K, W_V = _inputs(g, 2, 5, 4, 3, 6)
+        for causal in (False, True):
+            meta_probe(f, [X, W_Q, W_K, W_V, causal])
 
 
 # --- hidden -----------------------------------------------------------------------------------------
 
+def _magnitudes(X, W_Q, W_K, W_V) -> tuple[float, float]:
+    """The largest |q|.|k| / sqrt(d_k) (bounding what rounding may move a score by) and the largest |v|, both
+    from absolute values: the scale of the rounding a correct answer, in any order, may differ by."""
+    A = X.detach().abs()
+    S = (A @ W_Q.detach().abs().T) @ (A @ W_K.detach().abs().T).transpose(-2, -1) / math.sqrt(W_Q.shape[0])
+    return max(1.0, S.max().item()), max(1.0, (A @ W_V.detach().abs().T).max().item())
+
+
+def _seed(g) -> int:
+    """A seed for a cotangent, drawn from the check's generator (so from its `seed`)."""
+    return int(torch.randint(2**31 - 1, (1,), generator=g))
+
+
+def _call(f, X, W_Q, W_K, W_V, causal, *, keywords: bool = False, edge: str = ""):
+    """The student's (Y, weights), called by position (or with the contract's keywords), checked for types and
+    shapes; an error that names a size of an earlier call is reported as something reused from it."""
+    B, m, d = X.shape
+    d_k, d_v = W_Q.shape[0], W_V.shape[0]
+    sizes = dict(batch=B, m=m, d=d, d_k=d_k, d_v=d_v)
+    seen = f.__dict__.setdefault("sizes_seen", [])
+    try:
+        if keywords:
+            result = call_with_keywords(f, X=X, W_Q=W_Q, W_K=W_K, W_V=W_V, **({"causal": True} if causal else {}))
+        else:
+            result = f(X, W_Q, W_K, W_V, causal)
+    except CheckFailed as e:
+        hint = earlier_size_hint(str(e), sizes, seen) if "raised" in str(e) else ""
+        if hint:
+            raise CheckFailed(f"{e}{hint}") from None
+        if not keywords and "raised TypeError" in str(e) and "positional argument" in str(e):
+            raise CheckFailed(f"self_attention could not be called with causal by position, as in "
+                              f"self_attention(X, W_Q, W_K, W_V, True): the contract's signature is "
+                              f"self_attention(X, W_Q, W_K, W_V, causal=False). ({e})") from None
+        raise
+    if sizes not in seen:
+        seen.append(sizes)
+    return _unpack(f, result, B, m, d, d_k, d_v, like=X, edge=edge)
+
+
+def _judge(f, ref, X, W_Q, W_K, W_V, causal, Y, w, kind: str, *, w_open=None, edge: str = ""):
+    """The properties first (axes, masks), then the values against the reference within a tolerance derived
+    from the dtype and the size of the scores, naming the usual mistakes."""
+    dtype, dev = X.dtype, X.device
+    B, m, d = X.shape
+    d_k, d_v = W_Q.shape[0], W_V.shape[0]
+    S, V_max = _magnitudes(X, W_Q, W_K, W_V)
+    V = X @ W_V.T                                                      # (B, m, d_v)
+    # Sums of weights may be off by more than 1e-5 only where float32 rounds large scores by more (up to 1e-2).
+    atol = min(1e-2, max(1e-5, derived_tolerance(dtype, S)["atol"]))
+    _diagnose_weights(f, w, causal, w_open, Y, V, edge=edge, atol=atol)
+    want_Y, want_w = ref.self_attention(X, W_Q, W_K, W_V, causal)
+    weights_of = lambda *Ws: ref.self_attention(X, *Ws, causal)[1]     # noqa: E731
+    large = (" Only large scores go wrong: do not clamp or rescale the scores to keep exp finite; subtract the "
+             "row maximum (torch.softmax does this for you).") if edge.startswith("for large scores") else ""
+    try:
+        expect_within(f, w, want_w, "weights" + (f" {kind}" if kind else ""), derived_tolerance(dtype, S), [
+            ("causal=True is ignored: position i may not attend to later positions j > i",
+             lambda: ref.self_attention(X, W_Q, W_K, W_V, False)[1] if causal else None),
+            ("the scores are not divided by sqrt(d_k)", lambda: weights_of(W_Q * d_k ** 0.5, W_K, W_V)),
+            ("the scores are divided by sqrt(d), the model width, instead of sqrt(d_k)",
+             lambda: weights_of(W_Q * (d_k / d) ** 0.5, W_K, W_V) if d != d_k else None),
+            ("the scores are divided by d_k instead of sqrt(d_k)",
+             lambda: weights_of(W_Q / d_k ** 0.5, W_K, W_V)),
+            ("the scores are divided by sqrt(d_v) instead of sqrt(d_k)",
+             lambda: weights_of(W_Q * (d_k / d_v) ** 0.5, W_K, W_V) if d_v != d_k else None),
+            ("W_Q and W_K are swapped: queries come from W_Q, keys from W_K",
+             lambda: weights_of(W_K, W_Q, W_V)),
+            ("the projections are applied untransposed: q_i = W_Q a_i is X @ W_Q.T",
+             lambda: weights_of(W_Q.T, W_K.T, W_V.T)),
+            ("the weights are transposed: row i holds query i's weights over the keys",
+             lambda: want_w.transpose(-1, -2)),
+            ("the causal weights were zeroed after the softmax without renormalizing: mask the scores "
+             "before the softmax", lambda: ref.self_attention(X, W_Q, W_K, W_V, False)[1].tril()
+             if causal else None),
+        ])
+        expect_within(f, Y, want_Y, "Y" + (f" {kind}" if kind else ""), derived_tolerance(dtype, S * V_max), [
+            ("W_V is ignored: the values are v_j = W_V a_j, not a_j",
+             lambda: ref.self_attention(X, W_Q, W_K, torch.eye(d, dtype=dtype, device=dev), causal)[0]
+             if d == d_v else None),
+            ("Y uses the transposed weights: b_i = sum_j weights[i, j] v_j is weights @ V",
+             lambda: want_w.transpose(-1, -2) @ V),
+            ("the values are the projections untransposed: v_j = W_V a_j is X @ W_V.T",
+             lambda: ref.self_attention(X, W_Q, W_K, W_V.T, causal)[0]),
+        ])
+    except CheckFailed as e:
+        if large and "differ from the expected" in str(e):
+            raise CheckFailed(f"{e}{large}") from None
+        raise
+
+
 def check_self_attention(fn, *, device=None, seed=0):
-    """Hidden: against the reference, causal or not, on every dtype and device; gradients; large scores."""
+    """Hidden: against the reference, causal or not, on every dtype and device; gradients; then the edges of
+    the contract (keyword calls, views, scores x100 and x1000, future keys holding the largest scores while
+    every allowed score is very negative, m = 1, repeated sizes) and tensors created off the inputs' device
+    (on the meta device, for a function in this process)."""
     f, ref = Student(fn, "self_attention"), _ref()
     for dev, dtype, g in cases(device, seed):
         for B, m, d, d_k, d_v in SIZES:
             X, W_Q, W_K, W_V = _inputs(g, B, m, d, d_k, d_v, dtype, dev)
             w_open = None
             for causal in (False, True):
-                Y, w = _unpack(f, f(X, W_Q, W_K, W_V, causal), B, m, d, d_k, d_v, like=X)
-                _diagnose_weights(f, w, causal, w_open, Y, X @ W_V.T)
+                Y, w = _call(f, X, W_Q, W_K, W_V, causal)
+                _judge(f, ref, X, W_Q, W_K, W_V, causal, Y, w, "", w_open=w_open)
                 w_open = w
-                want_Y, want_w = ref.self_attention(X, W_Q, W_K, W_V, causal)
-                weights_of = lambda *Ws: ref.self_attention(X, *Ws, causal)[1]
-                f.expect_close(w, want_w, "weights", mistakes=[
-                    ("causal=True is ignored: position i may not attend to later positions j > i",
-                     lambda: ref.self_attention(X, W_Q, W_K, W_V, False)[1] if causal else None),
-                    ("the scores are not divided by sqrt(d_k)", lambda: weights_of(W_Q * d_k ** 0.5, W_K, W_V)),
-                    ("the scores are divided by sqrt(d), the model width, instead of sqrt(d_k)",
-                     lambda: weights_of(W_Q * (d_k / d) ** 0.5, W_K, W_V) if d != d_k else None),
-                    ("the scores are divided by d_k instead of sqrt(d_k)",
-                     lambda: weights_of(W_Q / d_k ** 0.5, W_K, W_V)),
-                    ("the scores are divided by sqrt(d_v) instead of sqrt(d_k)",
-                     lambda: weights_of(W_Q * (d_k / d_v) ** 0.5, W_K, W_V) if d_v != d_k else None),
-                    ("W_Q and W_K are swapped: queries come from W_Q, keys from W_K",
-                     lambda: weights_of(W_K, W_Q, W_V)),
-                    ("the projections are applied untransposed: q_i = W_Q a_i is X @ W_Q.T",
-                     lambda: weights_of(W_Q.T, W_K.T, W_V.T)),
-                    ("the weights are transposed: row i holds query i's weights over the keys",
-                     lambda: want_w.transpose(-1, -2)),
-                    ("the causal weights were zeroed after the softmax without renormalizing: mask the scores "
-                     "before the softmax", lambda: ref.self_attention(X, W_Q, W_K, W_V, False)[1].tril()
-                     if causal else None),
-                ])
-                V = X @ W_V.T                                          # (B, m, d_v)
-                f.expect_close(Y, want_Y, "Y", mistakes=[
-                    ("W_V is ignored: the values are v_j = W_V a_j, not a_j",
-                     lambda: ref.self_attention(X, W_Q, W_K, torch.eye(d, dtype=dtype, device=dev), causal)[0]
-                     if d == d_v else None),
-                    ("Y uses the transposed weights: b_i = sum_j weights[i, j] v_j is weights @ V",
-                     lambda: want_w.transpose(-1, -2) @ V),
-                    ("the values are the projections untransposed: v_j = W_V a_j is X @ W_V.T",
-                     lambda: ref.self_attention(X, W_Q, W_K, W_V.T, causal)[0]),
-                ])
             for causal in (True, False):
-                f.expect_gradients([X, W_Q, W_K, W_V, causal], ref.self_attention,
+                f.expect_gradients([X, W_Q, W_K, W_V, causal], ref.self_attention, seed=_seed(g),
                                    output=lambda r: torch.cat([r[0].flatten(), r[1].flatten()]))
-        # Large scores (of order 1000): exp overflows unless the row maximum is subtracted first.
-        if dtype == torch.float64:
-            B, m, d, d_k, d_v = SIZES[0]
-            X, W_Q, W_K, W_V = _inputs(g, B, m, d, d_k, d_v, dtype, dev, scale=30.0)
-            for causal in (False, True):
-                result = f(X, W_Q, W_K, W_V, causal)
-                if isinstance(result, (tuple, list)) and len(result) == 2 and all(
-                        isinstance(r, torch.Tensor) for r in result) and not all(
-                        torch.isfinite(r).all() for r in result):
-                    f.fail("NaN or inf for large scores: exp overflows. Subtract the row maximum before exp "
-                           "(torch.softmax does this for you).")
-                Y, w = _unpack(f, result, B, m, d, d_k, d_v, like=X)
-                want_Y, want_w = ref.self_attention(X, W_Q, W_K, W_V, causal)
-                f.expect_close(w, want_w, "weights for large scores")
-                f.expect_close(Y, want_Y, "Y for large scores")
+        _check_edges(f, ref, g, dev, dtype)
+    if probes_meta(fn, device):
+        g = generator(seed + 7)
+        X, W_Q, W_K, W_V = _inputs(g, 2, 5, 4, 3, 6)
+        for causal in (False, True):
+            meta_probe(f, [X, W_Q, W_K, W_V, causal])
+
+
+def _check_edges(f, ref, g, dev, dtype):
+    """The edges of self_attention's contract, each on sizes of its own."""
+    r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
+    # Keywords, as the contract names the parameters (causal given, and left to its default).
+    B, m, d, d_k, d_v = 2, 6, 5, 4, 3
+    X, W_Q, W_K, W_V = _inputs(g, B, m, d, d_k, d_v, dtype, dev)
+    for causal in (True, False):
+        Y, w = _call(f, X, W_Q, W_K, W_V, causal, keywords=True)
+        _judge(f, ref, X, W_Q, W_K, W_V, causal, Y, w, f"called with keywords (causal={causal})")
+    # Views: a transposed X and projections that are transposed or sliced.
+    B, m, d, d_k, d_v = 3, 5, 4, 6, 2
+    X = r(B, d, m).transpose(1, 2)
+    W_Q, W_K = r(d, d_k, scale=d ** -0.5).T, r(d_k, d + 3, scale=d ** -0.5)[:, 1:d + 1]
+    W_V = r(d_v, d, 2, scale=d ** -0.5)[..., 0]
+    for causal in (False, True):
+        Y, w = _call(f, X, W_Q, W_K, W_V, causal)
+        _judge(f, ref, X, W_Q, W_K, W_V, causal, Y, w, f"for inputs that are views (not contiguous, causal={causal})")
+    # Scores of large magnitude: x100 in float32, x1000 in float64 (both past exp's overflow).
+    scale = 100 if dtype == torch.float32 else 1000
+    edge = f"for large scores (x {scale})"
+    B, m, d, d_k, d_v = 2, 5, 4, 3, 6
+    X, W_Q, W_K, W_V = _inputs(g, B, m, d, d_k, d_v, dtype, dev, scale=scale ** 0.5)
+    for causal in (False, True):                    # causal=False first: a NaN then is the masking's
+        Y, w = _call(f, X, W_Q, W_K, W_V, causal, edge=f"{edge} with causal={causal}")
+        _judge(f, ref, X, W_Q, W_K, W_V, causal, Y, w, f"{edge} with causal={causal}", edge=edge)
+    # The future keys hold the largest scores and every allowed score is below -20000: score_ij is
+    # 20000 (j - i - 1) plus a little. A finite penalty leaves the future on top, a softmax renormalized
+    # afterwards gives 0/0, masked scores set to 0 before exp(s - max over j <= i) overflow.
+    B, m, d, d_k, d_v = 2, 5, 4, 3, 6
+    X, W_Q, W_K, W_V = _inputs(g, B, m, d, d_k, d_v, dtype, dev)
+    c = 20000 * math.sqrt(d_k)
+    X[..., 0] = 1.0
+    X[..., 1] = torch.arange(m, dtype=dtype, device=dev)                # a_j = (1, j, ...)
+    W_Q[0], W_Q[1] = 0.0, 0.0
+    W_Q[0, 0] = 1.0                                                     # q_i = (1, -c (i + 1), ...)
+    W_Q[1, 0], W_Q[1, 1] = -c, -c
+    W_K[0], W_K[1] = 0.0, 0.0
+    W_K[0, 1], W_K[1, 0] = c, 1.0                                       # k_j = (c j, 1, ...)
+    Y, w = _call(f, X, W_Q, W_K, W_V, True, edge="masked-largest")
+    _judge(f, ref, X, W_Q, W_K, W_V, True, Y, w, "with causal=True when the future keys hold the largest scores",
+           edge="masked-largest")
+    # One position (m = 1): a single key, weight 1, causal or not.
+    B, m, d, d_k, d_v = 3, 1, 4, 2, 5
+    X, W_Q, W_K, W_V = _inputs(g, B, m, d, d_k, d_v, dtype, dev)
+    for causal in (False, True):
+        Y, w = _call(f, X, W_Q, W_K, W_V, causal)
+        _judge(f, ref, X, W_Q, W_K, W_V, causal, Y, w, f"for m = 1 (causal={causal})")

@@ -148,6 +148,85 @@ WRONG = [
     _answer("scores from the un-projected inputs (X X^T)", _steps(PROJECT, """
         scores = X @ X.transpose(-2, -1) / math.sqrt(d_k)
         """, MASK, SOFTMAX)),
+    _answer("causal softmax renormalized over j <= i afterwards", _steps(PROJECT, SCALED, """
+        weights = torch.softmax(scores, dim=-1)
+        if causal:
+            weights = weights * torch.ones(m, m, dtype=X.dtype, device=X.device).tril()
+            weights = weights / weights.sum(-1, keepdim=True)
+        return weights @ V, weights
+        """), says="renormalized"),
+    _answer("finite causal penalty: scores - 1e4 above the diagonal", _steps(PROJECT, SCALED, """
+        if causal:
+            scores = scores - 1e4 * torch.ones(m, m, dtype=X.dtype, device=X.device).triu(1)
+        """, SOFTMAX), says="finite penalty"),
+    _answer("future scores set to 0, then exp(s - max over j <= i) times the mask", _steps(PROJECT, SCALED, """
+        if causal:
+            keep = torch.ones(m, m, dtype=torch.bool, device=X.device).tril()
+            top = scores.masked_fill(~keep, float("-inf")).amax(-1, keepdim=True)
+            e = torch.exp(scores.masked_fill(~keep, 0.0) - top) * keep
+        else:
+            e = torch.exp(scores - scores.amax(-1, keepdim=True))
+        weights = e / e.sum(-1, keepdim=True)
+        return weights @ V, weights
+        """), says="overflowed"),
+    _answer("scores clamped to [-50, 50] against overflow", _steps(PROJECT, SCALED, """
+        scores = scores.clamp(-50.0, 50.0)
+        """, MASK, SOFTMAX), says="do not clamp"),
+    _answer("1/sqrt(d_k) from torch.tensor(d_k).sqrt(), a float32 constant", _steps(PROJECT, """
+        scores = Q @ K.transpose(-2, -1) / torch.tensor(d_k).sqrt()
+        """, MASK, SOFTMAX), says="float32 precision"),
+    _answer("softmax in float32 inside a float64 call, cast back", _steps(PROJECT, SCALED, MASK, """
+        weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(X.dtype)
+        return weights @ V, weights
+        """), says="float32 precision"),
+    _answer("causal mask cached from the first call", _steps(PROJECT, SCALED, """
+        if causal:
+            if not _FUTURE:
+                _FUTURE.append(torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1))
+            scores = scores.masked_fill(_FUTURE[0], float("-inf"))
+        """, SOFTMAX), says="earlier call", head="_FUTURE = []"),
+    Answer(LESSON, "self_attention", "causal keyword-only (*, causal=False)", dedent("""
+        def self_attention(X, W_Q, W_K, W_V, *, causal=False):
+            m, d_k = X.shape[1], W_Q.shape[0]
+            Q, K, V = X @ W_Q.T, X @ W_K.T, X @ W_V.T
+            scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)
+            if causal:
+                scores = scores.masked_fill(torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1), float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ V, weights
+        """).lstrip(), "by position"),
+    Answer(LESSON, "self_attention", "the causal parameter named is_causal", dedent("""
+        def self_attention(X, W_Q, W_K, W_V, is_causal=False):
+            m, d_k = X.shape[1], W_Q.shape[0]
+            Q, K, V = X @ W_Q.T, X @ W_K.T, X @ W_V.T
+            scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)
+            if is_causal:
+                scores = scores.masked_fill(torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1), float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ V, weights
+        """).lstrip(), "parameter names of the contract"),
+    _answer(".squeeze() without a dim drops the batch axis of size 1", _steps(PROJECT, """
+        scores = (Q @ K.transpose(-2, -1)).squeeze() / math.sqrt(d_k)
+        """, MASK, SOFTMAX), says="squeeze"),
+    _answer("X scaled in place by d_k ** -0.25 (so that Q and K carry the scale)", """
+        d_k = W_Q.shape[0]
+        m = X.shape[1]
+        X.mul_(d_k ** -0.25)
+        scores = (X @ W_Q.T) @ (X @ W_K.T).transpose(-2, -1)
+        if causal:
+            scores = scores.masked_fill(torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        return weights @ (X @ W_V.T) / d_k ** -0.25, weights
+        """, says="modified in place"),
+    _answer("W_Q transposed in place (W_Q.t_())", """
+        m, d_k = X.shape[1], W_Q.shape[0]
+        Q, K, V = X @ W_Q.t_(), X @ W_K.T, X @ W_V.T
+        scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)
+        if causal:
+            scores = scores.masked_fill(torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        return weights @ V, weights
+        """, says="modified in place"),
 ]
 
 CORRECT = [
@@ -204,12 +283,46 @@ CORRECT = [
         weights = F.softmax(scores, dim=2)
         return torch.bmm(weights, V), weights
         """),
+    _answer("F.scaled_dot_product_attention for Y, the weights by hand", """
+        Q, K, V = F.linear(X, W_Q), F.linear(X, W_K), F.linear(X, W_V)
+        Y = F.scaled_dot_product_attention(Q, K, V, is_causal=causal)
+        scores = Q @ K.transpose(-2, -1) * Q.shape[-1] ** -0.5
+        if causal:
+            scores = scores.masked_fill(torch.ones_like(scores, dtype=torch.bool).triu(1), float("-inf"))
+        return Y, scores.softmax(-1)
+        """),
+    _answer("logsumexp normalization, torch.where mask from new_ones", """
+        scores = (X @ W_Q.T) @ (X @ W_K.T).transpose(-2, -1) / math.sqrt(W_Q.shape[0])
+        if causal:
+            m = X.shape[1]
+            keep = X.new_ones(m, m, dtype=torch.bool).tril()
+            scores = torch.where(keep, scores, float("-inf"))
+        weights = torch.exp(scores - torch.logsumexp(scores, -1, keepdim=True))
+        return weights @ (X @ W_V.T), weights
+        """),
+    _answer("queries and keys each scaled by d_k ** -0.25", """
+        d_k = W_Q.shape[0]
+        q = (X @ W_Q.T) * d_k ** -0.25
+        k = (X @ W_K.T) * d_k ** -0.25
+        scores = torch.bmm(q, k.transpose(1, 2))
+        if causal:
+            m = X.shape[1]
+            i = torch.arange(m, device=X.device)
+            scores = scores.masked_fill(i[None, :] > i[:, None], -math.inf)
+        weights = scores.softmax(dim=2)
+        return torch.bmm(weights, X @ W_V.T), weights
+        """),
 ]
+
 
 WRONG_ON_GPU = [
     _answer("causal mask created without device=", _steps(PROJECT, SCALED, """
         if causal:
             future = torch.ones(m, m, dtype=torch.bool).triu(1)
             scores = scores.masked_fill(future, float("-inf"))
+        """, SOFTMAX), says="raised RuntimeError"),
+    _answer("additive -inf mask tensor created without device=", _steps(PROJECT, SCALED, """
+        if causal:
+            scores = scores + torch.full((m, m), float("-inf")).triu(1)
         """, SOFTMAX), says="raised RuntimeError"),
 ]
