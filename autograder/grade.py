@@ -302,10 +302,11 @@ def _executor(settings: Settings, scheduler: str | None):
     """Yields a function that submits a job and returns its future: a local pool of processes (made anew
     by `renew()` after a worker died), or a Dask cluster at `scheduler`."""
     if scheduler:
-        from dask.distributed import Client
+        from dask.distributed import Client, wait as dask_wait
         with Client(scheduler) as client:
             # pure=False: the same job submitted again (say after --force) must run again.
-            yield _Pool(lambda *args: client.submit(*args, pure=False), lambda: None)
+            yield _Pool(lambda *args: client.submit(*args, pure=False), lambda: None,
+                        lambda fs: dask_wait(fs, return_when="FIRST_COMPLETED").done)
         return
     pools: list[ProcessPoolExecutor] = []
 
@@ -317,7 +318,8 @@ def _executor(settings: Settings, scheduler: str | None):
                                          initializer=_limit_worker_memory, initargs=(settings.worker_memory_bytes,)))
     renew()
     try:
-        yield _Pool(lambda *args: pools[-1].submit(*args), renew)
+        yield _Pool(lambda *args: pools[-1].submit(*args), renew,
+                    lambda fs: wait(fs, return_when=FIRST_COMPLETED).done)
     finally:
         if pools:
             pools[-1].shutdown(wait=True, cancel_futures=True)
@@ -325,8 +327,9 @@ def _executor(settings: Settings, scheduler: str | None):
 
 @dataclass
 class _Pool:
-    submit: object
-    renew: object
+    submit: object          # (fn, *args) -> future
+    renew: object           # () -> None: a new pool after a worker died
+    first_done: object      # (futures) -> the set of those done (waits for one at least)
 
 
 def _run_all(out, todo, settings, progress, state, state_path, scheduler=None, verbose=False):
@@ -369,7 +372,7 @@ def _run_all(out, todo, settings, progress, state, state_path, scheduler=None, v
                 attempts = entry.get("attempts", 0) + 1 if entry.get("digest") == job.digest else 1
                 record(job, status=None, attempts=attempts)          # attempted, before it starts
                 in_flight[pool.submit(_run_job, out, job, settings)] = job
-            done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            done = pool.first_done(list(in_flight))
             broken = False
             for future in done:
                 job = in_flight.pop(future)
