@@ -108,18 +108,22 @@ def score_tests(executed: NotebookNode, source: NotebookNode) -> list[TestResult
     return results
 
 
-def execute(nb: NotebookNode, source: NotebookNode, cwd: Path, *, timeout: int = CELL_TIMEOUT) -> str:
-    """Run the student's cells in a fresh kernel in `cwd` and the course's tests outside it, as the grader
-    does (but unsandboxed: this is the student's own code, on the student's own machine).
+def execute(nb: NotebookNode, source: NotebookNode, cwd: Path, *, timeout: int = CELL_TIMEOUT,
+            sandboxed: bool = False) -> str:
+    """Run the student's cells in a fresh kernel and the course's tests outside it, as the grader does:
+    unsandboxed in `cwd` by default (this is the student's own code, on the student's own machine), or
+    sandboxed as `grade` runs it.
 
-    Returns 'ok', 'kernel-died' or 'timeout'.
+    Returns the notebook's Status value.
     """
     tests = {notebooks.grade_id(c): c.source for c in source.cells if notebooks.is_autograded_test(c)}
-    GradeOutsideKernel(cell_timeout=timeout, test_sources=tests, sandboxed=False, cwd=str(cwd)).preprocess(nb, {})
+    GradeOutsideKernel(cell_timeout=timeout, test_sources=tests, sandboxed=sandboxed,
+                       cwd="" if sandboxed else str(cwd)).preprocess(nb, {})
     return status_of(nb)
 
 
-def check(path: str | Path, *, hidden: bool = False, device: str | None = None) -> Report:
+def check(path: str | Path, *, hidden: bool = False, device: str | None = None, timeout: int = CELL_TIMEOUT,
+          sandboxed: bool = False) -> Report:
     """Execute a notebook with the course's tests and score it. Raises NotebookError if it cannot be read."""
     if device == "cuda":
         import torch
@@ -137,7 +141,7 @@ def check(path: str | Path, *, hidden: bool = False, device: str | None = None) 
     nb = with_course_tests(student, source)
     if device:
         os.environ["ATTENTION_CHECK_DEVICE"] = device
-    status = execute(nb, source, path.parent)
+    status = execute(nb, source, path.parent, timeout=timeout, sandboxed=sandboxed)
     return Report(notebook=str(path), lesson=lesson, tests=score_tests(nb, source), status=status)
 
 

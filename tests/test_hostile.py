@@ -128,3 +128,27 @@ def describe(pid: int) -> str:
     except OSError:
         return "gone"
     return f"state {stat[2]}, parent {stat[3]}: {cmdline}"
+
+
+def test_check_and_grade_agree(graded):
+    """Does `check --hidden`, run sandboxed on each graded notebook of the class, give the status and the
+    per-test points that `grade` recorded in the gradebook?"""
+    from nbgrader.api import Gradebook
+
+    from autograder import check, grade, nbgrader_course
+    from autograder.outcome import Status
+    api = nbgrader_course.course_api(graded["out"])
+    compared = 0
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        for student, row in sorted(graded["rows"].items()):
+            if not Status(row["status"]).graded:
+                continue
+            _, chosen = grade._lessons_of(graded["submissions"] / student)
+            lesson = row["lesson"]
+            report = check.check(chosen[lesson], hidden=True, timeout=CELL_TIMEOUT, sandboxed=True)
+            recorded = {g.name: g.score for g in gb.find_submission_notebook(lesson, lesson, student).grades
+                        if g.cell_type == "code"}
+            assert report.status == row["status"], student
+            assert {t.name: t.points for t in report.tests} == recorded, student
+            compared += 1
+    assert compared >= 15

@@ -83,3 +83,35 @@ def test_planted_bugs_are_flagged_then_mended_by_a_regrade(tmp_path):
         assert mended[student]["score"] == mended[student]["max_score"] != ""
     assert _graded_at(out, "cnt") == before["cnt"], "lesson 04 was regraded though nothing of it changed"
     assert _graded_at(out, "qkv") != before["qkv"]
+
+
+def test_check_and_grade_agree_on_the_mistakes_catalog(tmp_path):
+    """On a class built from the mistakes catalog (one wrong answer of every graded function, the rest
+    right), does `check --hidden` give every notebook the per-test points `grade` records?"""
+    from nbgrader.api import Gradebook
+
+    from autograder import check, nbgrader_course
+    from tests.mistakes import catalog
+    picked: dict[str, list] = {}
+    for answer in catalog.wrong():
+        picked.setdefault(answer.function, [])
+        if not picked[answer.function]:
+            picked[answer.function].append(answer)
+    submitted = tmp_path / "in"
+    by_student = {}
+    for i, answer in enumerate(a for answers in picked.values() for a in answers):
+        student = f"s{i:03d}"
+        (submitted / student).mkdir(parents=True)
+        path = submitted / student / f"{answer.lesson}.ipynb"
+        nbformat.write(submissions.answered(answer.lesson, {answer.function: answer.source}), path)
+        by_student[student] = (answer, path)
+    rows = grade.grade(submitted, tmp_path / "out", workers=2, progress=False)
+    api = nbgrader_course.course_api(tmp_path / "out")
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        for row in rows:
+            answer, path = by_student[row.student]
+            report = check.check(path, hidden=True, sandboxed=True)
+            recorded = {g.name: g.score for g in gb.find_submission_notebook(row.lesson, row.lesson, row.student).grades
+                        if g.cell_type == "code"}
+            assert (report.status, {t.name: t.points for t in report.tests}) == (row.status, recorded), answer.id
+            assert report.score < report.max_score, f"{answer.id} earned full marks"
