@@ -143,7 +143,41 @@ def bench_kernels(repeats: int = 100) -> dict:
     return results
 
 
-PARTS = {"kernels": bench_kernels, "notebooks": bench_notebooks, "seeds": bench_seeds, "check": bench_check}
+def bench_limits(repeats: int = 7) -> dict:
+    """What the sandbox's newer walls cost per notebook: a sandboxed kernel started until torch is imported
+    and the bridge installed, then killed (its cgroup and tmpfs removed), with the walls and without
+    (cgroup and tmpfs switched off in this process), the two interleaved; median of `repeats` each."""
+    from unittest import mock
+
+    from autograder import kernel, sandbox
+    if sandbox.unavailable():
+        print(f"limits: skipped ({sandbox.unavailable()})", flush=True)
+        return {"skipped": sandbox.unavailable()}
+
+    def one() -> float:
+        start = time.perf_counter()
+        kernel.Kernel(sandboxed=True).ready().kill()
+        return time.perf_counter() - start
+
+    def bare() -> float:
+        with mock.patch.object(sandbox.Cgroup, "create", return_value=None), \
+                mock.patch.object(sandbox, "mount_workdir", return_value=False):
+            return one()
+
+    one(), bare()                                           # warm the page cache for both
+    walls, without = [], []
+    for _ in range(repeats):
+        walls.append(one())
+        without.append(bare())
+    result = {"with_walls_s": round(statistics.median(walls), 3), "without_s": round(statistics.median(without), 3),
+              "cost_s": round(statistics.median(walls) - statistics.median(without), 3), "repeats": repeats,
+              "cgroup": sandbox.Cgroup.why_not() or "used"}
+    print(f"limits: kernel start+kill {result['with_walls_s']} s with the cgroup and tmpfs, "
+          f"{result['without_s']} s without (median of {repeats})", flush=True)
+    return result
+
+
+PARTS = {"limits": bench_limits, "kernels": bench_kernels, "notebooks": bench_notebooks, "seeds": bench_seeds, "check": bench_check}
 
 
 def main(argv: list[str]) -> int:
