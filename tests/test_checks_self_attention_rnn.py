@@ -262,3 +262,190 @@ def test_score_probe_keeps_answering_the_calls_the_math_makes():
     with pytest.raises(CheckFailed, match="expects h_prefix"):
         probe(H[:1, :2].expand(3, 2, 3), H[:1, 0].expand(3, 3))     # another batch than the layer's
     assert probe.refused
+
+
+# --- the edges of the contract: every catalog answer against PyTorch's own RNN cell and attention -----
+
+def _cell(A, b, d_x):
+    """nn.RNNCell holding A's input block, A's context block and b: the step's oracle."""
+    d_h = A.shape[0]
+    cell = nn.RNNCell(d_x, d_h, dtype=A.dtype)
+    with torch.no_grad():
+        cell.weight_ih.copy_(A[:, :d_x])
+        cell.weight_hh.copy_(A[:, d_x:])
+        cell.bias_ih.copy_(b)
+        cell.bias_hh.zero_()
+    return cell
+
+
+def _layer_oracle(xs, A, b, scale=1.0):
+    """The layer from nn.RNNCell and F.scaled_dot_product_attention alone: h_i = cell(x_i, c_{i-1}),
+    c_i = attention of h_i over h_1..h_i with scores scale * h_j^T h_i; the weights are the contexts of the
+    identity values."""
+    B, m, d_x = xs.shape
+    cell = _cell(A, b, d_x)
+    c = torch.zeros(B, A.shape[0], dtype=xs.dtype)
+    hs, cs, rows = [], [], []
+    with torch.no_grad():
+        for i in range(m):
+            hs.append(cell(xs[:, i], c))
+            H = torch.stack(hs, 1)                                             # (B, i, d_h)
+            q = hs[-1][:, None]                                                # (B, 1, d_h)
+            c = F.scaled_dot_product_attention(q, H, H, scale=scale)[:, 0]
+            eye = torch.eye(i + 1, dtype=xs.dtype).expand(B, i + 1, i + 1)
+            rows.append(F.pad(F.scaled_dot_product_attention(q, H, eye, scale=scale)[:, 0], (0, m - i - 1)))
+            cs.append(c)
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+
+
+def _edge_layers(dtype, seed=0):
+    """(what, xs, A, b, scale) on sizes of their own: scale None for the default score, else a score_fn
+    scale * h_j^T h_i; large scores, views, m = 1, batch 1."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape, s=1.0: (s * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)   # noqa: E731
+    out = []
+    for what, (B, m, d_x, d_h), scale in [("default score", (2, 5, 3, 4), None), ("score_fn", (3, 4, 2, 5), 1.0),
+                                          ("score_fn x100", (2, 5, 3, 4), 100.0), ("m = 1", (3, 1, 2, 4), None),
+                                          ("batch 1", (1, 6, 4, 3), 1.0)]:
+        out.append((what, r(B, m, d_x), r(d_h, d_x + d_h, s=0.7), r(d_h, s=0.3), scale))
+    B, m, d_x, d_h = 2, 6, 4, 3
+    out.append(("views", r(B, d_x, m).transpose(1, 2), r(d_x + d_h, d_h, s=0.7).T, r(d_h, 2, s=0.3)[:, 0], None))
+    return out
+
+
+def _layer_verdict(fn) -> str:
+    """"" if `fn` agrees with the oracle on every edge input, by position and by keyword, after calls of other
+    sizes, without touching its inputs, in float64 and float32; else what went wrong."""
+    for dtype in (torch.float64, torch.float32):
+        eps = torch.finfo(dtype).eps
+        for what, xs, A, b, scale in _edge_layers(dtype):
+            score_fn = None if scale is None else (lambda h_prefix, h_i, s=scale: s * (h_prefix @ h_i[..., None])[..., 0])
+            before = [t.clone() for t in (xs, A, b)]
+            for keywords in (False, True):
+                try:
+                    got = (fn(xs=xs, A=A, b=b, **({} if score_fn is None else {"score_fn": score_fn})) if keywords
+                           else fn(xs, A, b, *([] if score_fn is None else [score_fn])))
+                except Exception as e:
+                    return f"{what}: raised {type(e).__name__}"
+                if any(not torch.equal(t, u) or t.shape != u.shape for t, u in zip((xs, A, b), before)):
+                    return f"{what}: modified an input"
+                mag = xs.shape[1] * (1 + A.abs().sum(-1).max().item()) * A.shape[0] * (scale or 1.0)
+                if isinstance(got[2], torch.Tensor) and got[2].dim() == 3 and (torch.triu(got[2], 1) != 0).any():
+                    return f"{what}: weights above the diagonal not exactly 0"
+                for x, y in zip(got, _layer_oracle(xs, A, b, scale or 1.0)):
+                    if x.dtype != y.dtype or x.shape != y.shape or not torch.isfinite(x).all():
+                        return f"{what}: dtype, shape or NaN"
+                    if not torch.allclose(x, y, rtol=1e3 * eps, atol=1e3 * eps * mag):
+                        return f"{what}: differs from nn.RNNCell + F.scaled_dot_product_attention by " \
+                               f"{(x - y).abs().max():.2g}"
+    xs, A, b, _ = _edge_layers(torch.float64)[0][1:]
+    try:
+        fn(*(t.to("meta") for t in (xs, A, b)))
+    except Exception as e:
+        if "device" in str(e):
+            return "creates a tensor off the inputs' device"
+    return ""
+
+
+def _step_verdict(fn) -> str:
+    """"" if `fn` is nn.RNNCell with c_{i-1} in the place of h_{i-1} on every edge input; else what is wrong."""
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float64, torch.float32):
+        eps = torch.finfo(dtype).eps
+        r = lambda *shape, s=1.0: (s * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)   # noqa: E731
+        for what, x, c, A, b in [("plain", r(2, 3), r(2, 5), r(5, 8), r(5)), ("batch 1", r(1, 6), r(1, 2), r(2, 8), r(2)),
+                                 ("x100", r(2, 4, s=100.0), r(2, 3, s=100.0), r(3, 7), r(3)),
+                                 ("views", r(5, 3).T, r(3, 4)[:, 1:3], r(7, 2).T, r(2, 2)[:, 1])]:
+            before = [t.clone() for t in (x, c, A, b)]
+            for keywords in (False, True):
+                try:
+                    got = fn(x=x, c_prev=c, A=A, b=b) if keywords else fn(x, c, A, b)
+                except Exception as e:
+                    return f"{what}: raised {type(e).__name__}"
+                if any(not torch.equal(t, u) or t.shape != u.shape for t, u in zip((x, c, A, b), before)):
+                    return f"{what}: modified an input"
+                with torch.no_grad():
+                    want = _cell(A, b, x.shape[-1])(x, c)
+                mag = (torch.cat([x, c], -1).abs() @ A.abs().T + b.abs()).max().item()
+                if got.dtype != want.dtype or got.shape != want.shape or not torch.isfinite(got).all():
+                    return f"{what}: dtype, shape or NaN"
+                if not torch.allclose(got, want, rtol=1e3 * eps, atol=1e3 * eps * (1 if what == "x100" else mag)):
+                    return f"{what}: differs from nn.RNNCell by {(got - want).abs().max():.2g}"
+    return ""
+
+
+def _answers(kind, function):
+    from tests.mistakes import lesson05
+    return [a for a in getattr(lesson05, kind, []) if a.function == function]
+
+
+def _define(answer):
+    from tests.test_mistakes import student_function
+    return student_function(answer)
+
+
+@pytest.mark.parametrize("answer", _answers("WRONG", "self_attention_rnn_step"), ids=lambda a: a.name)
+def test_wrong_step_is_wrong_by_the_oracle(answer):
+    """Is each wrong step of the catalog really wrong: does it differ from nn.RNNCell (with c_{i-1} in the place
+    of h_{i-1}), or raise, or modify an input, somewhere?"""
+    assert _step_verdict(_define(answer))
+
+
+@pytest.mark.parametrize("answer", _answers("CORRECT", "self_attention_rnn_step"), ids=lambda a: a.name)
+def test_correct_step_is_right_by_the_oracle(answer):
+    """Does each correct step of the catalog agree with nn.RNNCell on every edge?"""
+    assert _step_verdict(_define(answer)) == ""
+
+
+@pytest.mark.parametrize("answer", _answers("WRONG", "self_attention_rnn") + _answers("WRONG_ON_GPU", "self_attention_rnn"),
+                         ids=lambda a: a.name)
+def test_wrong_layer_is_wrong_by_the_oracle(answer):
+    """Is each wrong layer of the catalog really wrong: does it differ from the layer built of nn.RNNCell and
+    F.scaled_dot_product_attention (or raise, return NaN, modify an input, refuse the contract's keywords or
+    create a tensor off the inputs' device) somewhere? .detach() shows only in the gradients."""
+    fn = _define(answer)
+    if answer.name == "returns detached tensors":
+        xs, A, b = _inputs(2, 5, 3, 4)
+        assert not fn(xs.requires_grad_(), A, b)[0].requires_grad
+        return
+    assert _layer_verdict(fn)
+
+
+@pytest.mark.parametrize("answer", _answers("CORRECT", "self_attention_rnn"), ids=lambda a: a.name)
+def test_correct_layer_is_right_by_the_oracle(answer):
+    """Does each correct layer of the catalog agree with nn.RNNCell + F.scaled_dot_product_attention everywhere?"""
+    assert _layer_verdict(_define(answer)) == ""
+
+
+@pytest.mark.parametrize("answer", _answers("CORRECT", "self_attention_rnn_step") + _answers("CORRECT", "self_attention_rnn"),
+                         ids=lambda a: a.id)
+def test_correct_answer_passes_ten_times_inside_the_tolerance(answer):
+    """Does each correct answer pass every value comparison of the hidden check with its error at most a tenth
+    of the tolerance?"""
+    from autograder.checks.core import measured_margins
+    with measured_margins() as margins:
+        getattr(checks, f"check_{answer.function}")(_define(answer), device="cpu", seed=3)
+    assert margins and max(r for _, r in margins) <= 0.1, max(margins, key=lambda m: m[1])
+
+
+@pytest.mark.parametrize("answer", _answers("WRONG_ON_GPU", "self_attention_rnn"), ids=lambda a: a.name)
+def test_tensor_created_without_device_is_caught_on_the_meta_device(answer):
+    """Does the hidden check, with no device asked for, catch a layer that creates a tensor without device= (on
+    the meta device), while a check narrowed to the CPU, where it is right, passes it?"""
+    checks.check_self_attention_rnn(_define(answer), device="cpu")
+    with pytest.raises(CheckFailed, match="creates a tensor on the CPU"):
+        checks.check_self_attention_rnn(_define(answer))
+
+
+@pytest.mark.parametrize("seed", [1, 2**31 - 1])
+@pytest.mark.parametrize("answer", _answers("WRONG", "self_attention_rnn") + _answers("CORRECT", "self_attention_rnn"),
+                         ids=lambda a: a.name)
+def test_verdict_holds_for_other_seeds(answer, seed):
+    """Does each catalog layer keep its verdict (and wrong ones their message) whatever seed the grader draws?"""
+    from tests.mistakes import lesson05
+    fn = _define(answer)
+    if answer in lesson05.CORRECT:
+        checks.check_self_attention_rnn(fn, device="cpu", seed=seed)
+    else:
+        with pytest.raises(CheckFailed, match=re.escape(answer.says)):
+            checks.check_self_attention_rnn(fn, device="cpu", seed=seed)

@@ -7,11 +7,14 @@ zeros above the diagonal, c_1 = h_1, and probes of score_fn that name the usual 
 """
 from __future__ import annotations
 
+import contextlib
 
 import torch
 
 from .. import reference
-from .core import cases, CheckFailed, generator, randn, reference_helpers, Student
+from .core import (Bounded, call_with_keywords, cases, CheckFailed, derived_tolerance, earlier_size_hint,
+                   expect_within, generator, in_process, meta_probe, probes_meta, randn, reference_helpers,
+                   replaced_globals, Student)
 
 LESSON = "05_self_attention_rnn"
 NAME = "self_attention_rnn"
@@ -57,24 +60,81 @@ def quick_check_self_attention_rnn_step(fn):
                            ("the concatenation is [c_{i-1}; x_i] instead of [x_i; c_{i-1}]",
                             lambda: torch.tanh(swapped @ A[:, lo:hi].T + b)),
                        ])
+    # Tensors created off the inputs' device (in this process only: see _quick_check_layer).
+    if in_process(fn):
+        meta_probe(f, [x, c, A, b])
+
+
+def _seed(g) -> int:
+    """A seed for a cotangent, drawn from the check's generator (so from its `seed`)."""
+    return int(torch.randint(2**31 - 1, (1,), generator=g))
+
+
+def _step(f, x, c, A, b, *, keywords: bool = False, edge: str = ""):
+    """The student's new state, called by position (or with the contract's keywords), checked for its type,
+    shape, device and dtype; NaN for large pre-activations is named."""
+    B, d_h = x.shape[0], A.shape[0]
+    got = call_with_keywords(f, x=x, c_prev=c, A=A, b=b) if keywords else f(x, c, A, b)
+    if isinstance(got, torch.Tensor) and got.shape == (B, d_h) and not torch.isfinite(got).all() and edge:
+        f.fail(f"the new state is NaN or inf {edge}: a hand-written tanh, (exp(2z) - 1) / (exp(2z) + 1), "
+               "overflows for large z. Use torch.tanh.")
+    squeezed = (" An axis of size 1 is missing (batch 1 here): a .squeeze() without a dim drops every axis of "
+                "size 1." if B == 1 and isinstance(got, torch.Tensor) and got.dim() < 2 else "")
+    return f.expect_tensor(got, "the new state", shape=(B, d_h), like=x,
+                           hint="One state of size d_h per sequence: (batch, d_h)." + squeezed)
+
+
+def _judge_step(f, ref, x, c, A, b, got, kind: str = "", edge: str = ""):
+    """The new state against the reference within a tolerance derived from the dtype and the size of the
+    pre-activation; the usual mistakes named."""
+    z = torch.cat([x, c], -1)
+    pre = z @ A.T
+    want = ref.self_attention_rnn_step(x, c, A, b)
+    # Rounding moves the pre-activation by up to eps |z| |A| + |b|, and tanh passes that on times 1 - h^2.
+    magnitude = ((1 - want.detach() ** 2) * (z.abs() @ A.abs().T + b.abs())).max().item()
+    try:
+        expect_within(f, got, want, "the new state" + (f" {kind}" if kind else ""),
+                      derived_tolerance(x.dtype, magnitude), float64_hint=not edge, mistakes=[
+                          ("the concatenation is [c_{i-1}; x_i] instead of [x_i; c_{i-1}]",
+                           lambda: torch.tanh(torch.cat([c, x], -1) @ A.T + b)),
+                          ("the tanh is missing", lambda: pre + b),
+                          ("the bias b is missing", lambda: torch.tanh(pre)),
+                          ("the activation is a sigmoid: the SimpleRNN's is tanh", lambda: torch.sigmoid(pre + b)),
+                      ])
+    except CheckFailed as e:
+        if edge and "differ from the expected" in str(e):
+            raise CheckFailed(f"{e} Only large pre-activations go wrong: do not clamp them (tanh(10) is not 1 in "
+                              "float64); torch.tanh is exact there.") from None
+        raise
 
 
 def check_self_attention_rnn_step(fn, *, device=None, seed=0):
-    """Hidden: against the reference; names a wrong concatenation order, a missing tanh or bias."""
+    """Hidden: against the reference; names a wrong concatenation order, a missing tanh or bias, a sigmoid; then
+    the edges of the contract (keyword calls, views, pre-activations x100, batch 1, d_x == d_h) and tensors
+    created off the inputs' device (on the meta device, for a function in this process)."""
     f, ref = Student(fn, "self_attention_rnn_step"), _ref()
     for dev, dtype, g in cases(device, seed):
+        r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
         for B, d_x, d_h in [(2, 3, 5), (1, 6, 2), (3, 4, 4)]:
-            x, c = randn(g, B, d_x, dtype=dtype, device=dev), randn(g, B, d_h, dtype=dtype, device=dev)
-            A, b = randn(g, d_h, d_x + d_h, dtype=dtype, device=dev), randn(g, d_h, dtype=dtype, device=dev)
-            got = f.expect_tensor(f(x, c, A, b), "the new state", shape=(B, d_h), like=x)
-            pre = torch.cat([x, c], -1) @ A.T
-            f.expect_close(got, ref.self_attention_rnn_step(x, c, A, b), "the new state", mistakes=[
-                ("the concatenation is [c_{i-1}; x_i] instead of [x_i; c_{i-1}]",
-                 lambda: torch.tanh(torch.cat([c, x], -1) @ A.T + b)),
-                ("the tanh is missing", lambda: pre + b),
-                ("the bias b is missing", lambda: torch.tanh(pre)),
-            ])
-            f.expect_gradients([x, c, A, b], ref.self_attention_rnn_step)
+            x, c, A, b = r(B, d_x), r(B, d_h), r(d_h, d_x + d_h), r(d_h)
+            _judge_step(f, ref, x, c, A, b, _step(f, x, c, A, b))
+            f.expect_gradients([x, c, A, b], ref.self_attention_rnn_step, seed=_seed(g))
+        # Keywords, as the contract names the parameters.
+        B, d_x, d_h = 4, 2, 3
+        x, c, A, b = r(B, d_x), r(B, d_h), r(d_h, d_x + d_h), r(d_h)
+        _judge_step(f, ref, x, c, A, b, _step(f, x, c, A, b, keywords=True), "called with keywords")
+        # Views: a transposed x, a sliced c_prev, a transposed A.
+        B, d_x, d_h = 3, 5, 2
+        x, c, A, b = r(d_x, B).T, r(B, d_h + 2)[:, 1:d_h + 1], r(d_x + d_h, d_h).T, r(d_h, 2)[:, 1]
+        _judge_step(f, ref, x, c, A, b, _step(f, x, c, A, b), "for inputs that are views (not contiguous)")
+        # Pre-activations of large magnitude (x100): tanh saturates, a hand-written one overflows.
+        B, d_x, d_h = 2, 4, 3
+        x, c, A, b = r(B, d_x, scale=100.0), r(B, d_h, scale=100.0), r(d_h, d_x + d_h), r(d_h)
+        edge = "for pre-activations of large magnitude (x100)"
+        _judge_step(f, ref, x, c, A, b, _step(f, x, c, A, b, edge=edge), edge, edge=edge)
+    if probes_meta(fn, device):
+        g = generator(seed + 7)
+        meta_probe(f, [randn(g, 2, 3), randn(g, 2, 5), randn(g, 5, 8), randn(g, 5)])
 
 
 # --- the whole layer -------------------------------------------------------------------------------------
@@ -133,27 +193,52 @@ def _layer_inputs(g, B, m, d_x, d_h, dtype=torch.float64, device="cpu"):
     return xs, A, b, W
 
 
-def _run(f, xs, A, b, *score):
+def _run(f, xs, A, b, *score, keywords: bool = False, edge: str = ""):
     """Call the student's function and check the three outputs' types and shapes.
 
     A probe's refusal wins over whatever the call then did with it (caught it, or raised another error).
+    keywords: call it with the contract's names, self_attention_rnn(xs=..., A=..., b=..., score_fn=...);
+    edge: the kind of input, for the messages. An error or a shape that names an earlier call's sizes is
+    reported as something kept from that call.
     """
-    B, m_, _ = xs.shape
+    B, m_, d_x = xs.shape
+    d_h = A.shape[0]
+    sizes = dict(batch=B, m=m_, d_x=d_x, d_h=d_h)
+    seen = f.__dict__.setdefault("sizes_seen", [])
     probe = score[0] if score and isinstance(score[0], ScoreProbe) else None
     try:
-        result = f(xs, A, b, *score)
-    except CheckFailed:
+        if keywords:
+            result = call_with_keywords(f, xs=xs, A=A, b=b, **({"score_fn": score[0]} if score else {}))
+        else:
+            result = f(xs, A, b, *score)
+    except CheckFailed as e:
         if probe is not None and probe.refused:
             raise CheckFailed(probe.refused) from None
+        hint = earlier_size_hint(str(e), sizes, seen) if "raised" in str(e) else ""
+        if hint:
+            raise CheckFailed(f"{e}{hint}") from None
         raise
     if probe is not None and probe.refused:
         raise CheckFailed(probe.refused)
     hs, cs, weights = f.expect_tuple(result, 3, "(hs, cs, weights)")
-    d_h = A.shape[0]
+    for name, out, shape in [("hs", hs, (B, m_, d_h)), ("cs", cs, (B, m_, d_h)), ("weights", weights, (B, m_, m_))]:
+        if isinstance(out, torch.Tensor) and tuple(out.shape) != shape:
+            earlier = [s for s in seen if tuple(out.shape) == ((s["batch"], s["m"], s["d_h"]) if name != "weights"
+                                                                else (s["batch"], s["m"], s["m"]))]
+            if earlier:
+                f.fail(f"{name} has shape {tuple(out.shape)}, the shape of an earlier call's result, not {shape}: "
+                       "something is kept between calls (a buffer cached at module level). Create it from the "
+                       "current inputs on every call.")
+    if edge and isinstance(weights, torch.Tensor) and weights.shape == (B, m_, m_) \
+            and not torch.isfinite(weights).all():
+        f.fail(f"the weights contain NaN or inf {edge}: exp overflows or underflows to 0/0. Subtract the row "
+               "maximum before exp (torch.softmax does this for you).")
     f.expect_tensor(hs, "hs", shape=(B, m_, d_h), like=xs, hint="It holds h_1..h_m: (batch, m, d_h).")
     f.expect_tensor(cs, "cs", shape=(B, m_, d_h), like=xs, hint="It holds c_1..c_m: (batch, m, d_h).")
     f.expect_tensor(weights, "weights", shape=(B, m_, m_), like=xs,
                     hint="Row i holds the weights of position i over j = 1..m: (batch, m, m).")
+    if sizes not in seen:
+        seen.append(sizes)
     return hs, cs, weights
 
 
@@ -203,11 +288,12 @@ def _diagnose_start(f, hs, cs):
         f.fail("cs starts with c_0 = 0 (or c_1 is zero): cs should hold c_1..c_m, and c_1 = h_1.")
 
 
-def _diagnose_layer(f, xs, A, b, hs, cs, weights, step=None, scores=None):
+def _diagnose_layer(f, xs, A, b, hs, cs, weights, step=None, scores=None, large: bool = False):
     """Name the usual mistakes from the outputs alone.
 
     step(x, c, A, b): the step equation to test the recurrence with (None: skip that part).
     scores(i): the (B, i+1) scores row i should have been built from (None: skip that part).
+    large: the scores are large, so a weight may underflow to exactly 0, the diagonal's too.
     """
     B, m, m2 = weights.shape
     above = torch.triu(weights, diagonal=1)
@@ -231,7 +317,7 @@ def _diagnose_layer(f, xs, A, b, hs, cs, weights, step=None, scores=None):
         f.fail("the weights sum to 1 over the batch axis: the softmax must run over the positions j = 1..i "
                "(dim=-1).")
     diagonal = torch.diagonal(weights, dim1=1, dim2=2)
-    if m > 1 and (diagonal[:, 1:] == 0).all():
+    if m > 1 and not large and (diagonal[:, 1:] == 0).all():
         f.fail("no position attends to itself: row i must include j = i (softmax over h_1..h_i).")
     _diagnose_start(f, hs, cs)
     if not _close(cs[:, 0], hs[:, 0]):
@@ -253,11 +339,16 @@ def _diagnose_layer(f, xs, A, b, hs, cs, weights, step=None, scores=None):
                 f.fail(f"h_{i + 1} ignores the previous context: the state is not carried from step to step "
                        f"(c_{i} must feed h_{i + 1}).")
             f.fail(f"h_{i + 1} should be tanh(A [x_{i + 1}; c_{i}] + b) with the c_{i} you return.")
-    if scores is not None:
+    if scores is not None and not large:
         for i in range(m):
             s = scores(i)                                        # (B, i+1)
             if _close(weights[:, i, :i + 1], torch.softmax(s, -1)):
                 continue
+            if weights.dtype == torch.float64 and torch.allclose(weights[:, i, :i + 1], torch.softmax(s, -1),
+                                                                 rtol=1e-5, atol=1e-6):
+                f.fail(f"row {i + 1} of the weights is right only to float32 precision: part of the computation "
+                       "runs in float32. Look for a tensor created without dtype=, .float(), or a float32 "
+                       "constant.")
             d_h = hs.shape[-1]
             if _close(weights[:, i, :i + 1], torch.softmax(s / d_h ** 0.5, -1)):
                 f.fail("the default scores are divided by sqrt(d_h): the default score_fn is the plain dot "
@@ -271,8 +362,8 @@ def _dot_scores_of(hs):
     return lambda i: (hs[:, :i + 1] @ hs[:, i].unsqueeze(-1)).squeeze(-1)
 
 
-def _probe_scores_of(hs, W):
-    return lambda i: ScoreProbe(W, max_len=hs.shape[1])(hs[:, :i + 1], hs[:, i])
+def _probe_scores_of(hs, W, scale: float = 1.0):
+    return lambda i: ScoreProbe(W, max_len=hs.shape[1], scale=scale)(hs[:, :i + 1], hs[:, i])
 
 
 def _check_causality(f, xs, A, b, score, hs, cs, weights):
@@ -330,34 +421,131 @@ def _quick_check_layer(f):
     # batch size 1
     hs1, cs1, w1 = _run(f, xs[:1], A, b)
     _diagnose_layer(f, xs[:1], A, b, hs1, cs1, w1, scores=_dot_scores_of(hs1))
+    # Tensors created off the inputs' device (where this function runs in this process: a student's own
+    # kernel, not the grader's bridge).
+    if in_process(f.fn):
+        meta_probe(f, [xs, A, b])
+        meta_probe(f, [xs, A, b, ScoreProbe(W.to("meta"), batch=B, max_len=m)])
+
+
+class _FiniteStep(Bounded):
+    """The reference step handed to the layer (bounded like core.Bounded), refusing a NaN or inf argument.
+
+    A layer whose weights turn NaN at one position (exp over- or underflowing) passes a NaN context to the
+    next step. Refused here, that is named; answered, the NaN would travel on into every later call.
+    """
+
+    def __call__(self, *args, **kwargs):
+        for a in [*args, *kwargs.values()]:
+            if isinstance(a, torch.Tensor) and a.is_floating_point() and a.device.type != "meta" \
+                    and not torch.isfinite(a).all():
+                raise CheckFailed(f"{NAME}: self_attention_rnn_step was given a NaN or inf context: the weights of "
+                                  "an earlier position were NaN or inf (exp overflows, or underflows to 0/0). "
+                                  "Subtract the row maximum before exp (torch.softmax does this for you).")
+        return super().__call__(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _reference_step(fn, max_calls: int):
+    """Inside the block, the layer's calls to self_attention_rnn_step go to the reference one, bounded and
+    refusing NaN (so a wrong step costs only its own points); where the reference is not at hand, the
+    student's own step stays. Like core.reference_helpers, with `_FiniteStep` in the place of Bounded."""
+    try:
+        step = _FiniteStep(_ref().self_attention_rnn_step, HELPERS[0], max_calls=max_calls)
+    except reference.ReferenceUnavailable:
+        yield
+        return
+    try:
+        with replaced_globals(fn, {HELPERS[0]: step}):
+            yield
+    finally:
+        step.close()
+
+
+# (B, m, d_x, d_h): batch 1 once, every size distinct within a case.
+LAYER_SIZES = [(2, 5, 3, 4), (1, 4, 6, 2), (3, 7, 2, 5)]
+
+
+def _layer_case(f, ref, xs, A, b, W, kind: str = "", *, scale: float = 1.0, keywords: bool = False,
+                edge: str = "", causality: bool = False):
+    """One call of the student's layer (with a probe score of scale `scale`, or the default score when W is
+    None), its properties, then its values against the reference within a tolerance derived from the dtype,
+    m, A and the size of the scores."""
+    B, m, _ = xs.shape
+    d_h = A.shape[0]
+    probe = (lambda: (ScoreProbe(W, batch=B, max_len=m, scale=scale),)) if W is not None else (lambda: ())
+    score = probe()
+    hs, cs, weights = _run(f, xs, A, b, *score, keywords=keywords, edge=edge)
+    _diagnose_start(f, hs, cs)
+    if score:
+        _diagnose_calls(f, score[0], hs)
+    scores = _probe_scores_of(hs, W, scale) if score else _dot_scores_of(hs)
+    _diagnose_layer(f, xs, A, b, hs, cs, weights, step=ref.self_attention_rnn_step, scores=scores, large=bool(edge))
+    want_hs, want_cs, want_w = ref.self_attention_rnn(xs, A, b, *probe())
+    # Rounding moves a score by up to eps times its size (|h| <= 1: d_h for the dot product, the probe's
+    # |h_j - W h_i|^2 times its scale), and the recurrence carries an error through up to m steps of A.
+    size = d_h if W is None else scale * d_h * (1 + W.abs().sum(-1).max().item()) ** 2
+    magnitude = m * (1 + A.abs().sum(-1).max().item()) * max(1.0, size)
+    tol = derived_tolerance(xs.dtype, magnitude)
+    try:
+        for name, got, want in [("weights", weights, want_w), ("hs", hs, want_hs), ("cs", cs, want_cs)]:
+            expect_within(f, got, want, name + (f" {kind}" if kind else ""), tol, float64_hint=not edge)
+    except CheckFailed as e:
+        if edge and "differ from the expected" in str(e):
+            raise CheckFailed(f"{e} Only large scores go wrong: do not clamp or rescale them to keep exp finite; "
+                              "subtract the row maximum (torch.softmax does this for you).") from None
+        raise
+    if causality:
+        _check_causality(f, xs, A, b, probe(), hs, cs, weights)
 
 
 def check_self_attention_rnn(fn, *, device=None, seed=0):
     """Hidden: against the reference with the default score and a probe score, every dtype and device, batch
-    size 1, causality, gradients; the student's step is swapped for the reference so a wrong step costs only
+    size 1, causality, gradients; then the edges of the contract (keyword calls, views, m = 1, a score_fn whose
+    scores are x100, repeated sizes) and tensors created off the inputs' device (on the meta device, for a
+    function in this process). The student's step is swapped for the reference, so a wrong step costs only
     its own points."""
     f, ref = Student(fn, NAME), _ref()
-    with reference_helpers(fn, LESSON, HELPERS):      # a wrong step costs only its own points
+    # About 150 calls of the layer, m <= 7 steps each: 1500 step calls (shared with the reference when the
+    # reference itself is checked) leave room and still bound a layer that loops without end.
+    with _reference_step(fn, max_calls=1500):
         for dev, dtype, g in cases(device, seed):
-            for B, m, d_x, d_h in [(2, 5, 3, 4), (1, 4, 6, 2), (3, 7, 2, 5)]:
+            for B, m, d_x, d_h in LAYER_SIZES:
                 xs, A, b, W = _layer_inputs(g, B, m, d_x, d_h, dtype, dev)
-                probe = lambda: (ScoreProbe(W, batch=B, max_len=m),)     # noqa: E731
-                for score in [probe(), ()]:
-                    hs, cs, weights = _run(f, xs, A, b, *score)
-                    _diagnose_start(f, hs, cs)
-                    if score:
-                        _diagnose_calls(f, score[0], hs)
-                    scores = _probe_scores_of(hs, W) if score else _dot_scores_of(hs)
-                    _diagnose_layer(f, xs, A, b, hs, cs, weights, step=ref.self_attention_rnn_step, scores=scores)
-                    want_hs, want_cs, want_w = ref.self_attention_rnn(xs, A, b, *probe() if score else ())
-                    f.expect_close(weights, want_w, "weights")
-                    f.expect_close(hs, want_hs, "hs")
-                    f.expect_close(cs, want_cs, "cs")
-                    _check_causality(f, xs, A, b, probe() if score else (), hs, cs, weights)
+                for scored in (W, None):
+                    _layer_case(f, ref, xs, A, b, scored, causality=True)
             xs, A, b, W = _layer_inputs(g, 2, 5, 3, 4, dtype, dev)
-            f.expect_gradients([xs, A, b], ref.self_attention_rnn,
+            f.expect_gradients([xs, A, b], ref.self_attention_rnn, seed=_seed(g),
                                output=lambda r: torch.cat([t.flatten() for t in r]))
             # -|h_j - h_i|^2, bounded: the student's call and the reference's share this probe.
             distance = ScoreProbe(torch.eye(4, dtype=dtype, device=dev), batch=2, max_len=5, max_calls=40)
-            f.expect_gradients([xs, A, b, distance], ref.self_attention_rnn,
+            f.expect_gradients([xs, A, b, distance], ref.self_attention_rnn, seed=_seed(g),
                                output=lambda r: torch.cat([t.flatten() for t in r]))
+            _check_layer_edges(f, ref, g, dev, dtype)
+        if probes_meta(fn, device):
+            g = generator(seed + 7)
+            xs, A, b, W = _layer_inputs(g, 2, 4, 3, 5)
+            meta_probe(f, [xs, A, b])
+            meta_probe(f, [xs, A, b, ScoreProbe(W.to("meta"), batch=2, max_len=4)])
+
+
+def _check_layer_edges(f, ref, g, dev, dtype):
+    """The edges of the layer's contract, each on sizes of its own."""
+    # Keywords, as the contract names the parameters (score_fn given, and left to its default).
+    xs, A, b, W = _layer_inputs(g, 3, 4, 5, 2, dtype, dev)
+    for scored in (W, None):
+        _layer_case(f, ref, xs, A, b, scored, "called with keywords", keywords=True)
+    # Views: a transposed xs and a transposed A.
+    B, m, d_x, d_h = 2, 6, 4, 3
+    xs, A, b, W = _layer_inputs(g, B, m, d_x, d_h, dtype, dev)
+    xs, A = xs.transpose(1, 2).contiguous().transpose(1, 2), A.T.contiguous().T
+    for scored in (W, None):
+        _layer_case(f, ref, xs, A, b, scored, "for inputs that are views (not contiguous)")
+    # One position (m = 1): c_1 = h_1, weight 1.
+    xs, A, b, W = _layer_inputs(g, 3, 1, 2, 4, dtype, dev)
+    for scored in (W, None):
+        _layer_case(f, ref, xs, A, b, scored, "for m = 1")
+    # A score_fn whose scores are x100 (down to about -5000): exp without the row maximum gives 0/0.
+    xs, A, b, W = _layer_inputs(g, 2, 5, 3, 4, dtype, dev)
+    edge = "for large scores (a score_fn whose scores are x100)"
+    _layer_case(f, ref, xs, A, b, W, edge, scale=100.0, edge=edge)

@@ -49,6 +49,40 @@ def self_attention_rnn_step(x, c_prev, A, b):
 def self_attention_rnn_step(x, c_prev, A, b):
     return torch.tanh(A @ torch.cat([x, c_prev], dim=-1) + b)
 ''', says="raised"),
+    Answer(L, STEP, "hand-written tanh, (exp(2z) - 1) / (exp(2z) + 1), overflows", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    e = torch.exp(2 * (torch.cat([x, c_prev], dim=-1) @ A.T + b))
+    return (e - 1) / (e + 1)
+''', says="hand-written tanh"),
+    Answer(L, STEP, "sigmoid instead of tanh", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.sigmoid(torch.cat([x, c_prev], dim=-1) @ A.T + b)
+''', says="sigmoid"),
+    Answer(L, STEP, "pre-activation clamped to [-10, 10] (tanh(10) is not 1)", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.tanh((torch.cat([x, c_prev], dim=-1) @ A.T + b).clamp(-10.0, 10.0))
+''', says="do not clamp"),
+    Answer(L, STEP, "concatenation computed in float32, cast back", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    z = torch.cat([x, c_prev], dim=-1).float()
+    return torch.tanh(z @ A.T.float() + b.float()).to(x.dtype)
+''', says="float32 precision"),
+    Answer(L, STEP, "the context parameter named h_prev, as in lesson 01", '''
+def self_attention_rnn_step(x, h_prev, A, b):
+    return torch.tanh(torch.cat([x, h_prev], dim=-1) @ A.T + b)
+''', says="parameter names of the contract"),
+    Answer(L, STEP, "A transposed in place (A.t_())", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.tanh(torch.cat([x, c_prev], dim=-1) @ A.t_() + b)
+''', says="modified in place"),
+    Answer(L, STEP, "b given a batch axis in place (b.unsqueeze_(0))", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.tanh(torch.cat([x, c_prev], dim=-1) @ A.T + b.unsqueeze_(0))
+''', says="modified in place"),
+    Answer(L, STEP, ".squeeze() without a dim drops the batch axis of size 1", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.tanh(torch.cat([x, c_prev], dim=-1) @ A.T + b).squeeze()
+''', says="squeeze"),
 
     # --- the layer --------------------------------------------------------------------------------------
     Answer(L, LAYER, "h_{i-1} where c_{i-1} belongs", '''
@@ -226,6 +260,78 @@ def self_attention_rnn(xs, A, b, score_fn=None):
         rows.append(F.pad(alpha, (0, m - i - 1)))
     return torch.stack(out[:-1], 1), torch.stack(cs, 1), torch.stack(rows, 1)
 ''', says="hs starts with h_0"),
+    Answer(L, LAYER, "softmax as exp(s) / sum exp(s), without the row maximum", _layer(GOOD_BODY).replace(
+        "alpha = torch.softmax(scores, dim=-1)",
+        "e = torch.exp(scores)\n        alpha = e / e.sum(dim=-1, keepdim=True)"), says="Subtract the row maximum"),
+    Answer(L, LAYER, "scores clamped to [-50, 50] against overflow", _layer(GOOD_BODY).replace(
+        "alpha = torch.softmax(scores, dim=-1)", "alpha = torch.softmax(scores.clamp(-50.0, 50.0), dim=-1)"),
+        says="do not clamp"),
+    Answer(L, LAYER, "softmax over the rows' common maximum (scores.max() over the batch too)", _layer(GOOD_BODY).replace(
+        "alpha = torch.softmax(scores, dim=-1)",
+        "e = torch.exp(scores - scores.max())\n        alpha = e / e.sum(dim=-1, keepdim=True)"),
+        says="Subtract the row maximum"),
+    Answer(L, LAYER, "the score_fn parameter named score", _layer(GOOD_BODY).replace(
+        "def self_attention_rnn(xs, A, b, score_fn=None):",
+        "def self_attention_rnn(xs, A, b, score=None):\n    score_fn = score"), says="parameter names of the contract"),
+    Answer(L, LAYER, "weights buffer kept at module level between calls", '''
+_BUFFER = {}
+
+
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    if "weights" not in _BUFFER:
+        _BUFFER["weights"] = xs.new_zeros(B, m, m)
+    weights = _BUFFER["weights"].clone()
+    c = xs.new_zeros(B, A.shape[0])
+    hs, cs = [], []
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        hs.append(h)
+        H = torch.stack(hs, dim=1)
+        scores = (H @ h.unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, h)
+        alpha = torch.softmax(scores, dim=-1)
+        c = (alpha.unsqueeze(1) @ H).squeeze(1)
+        cs.append(c)
+        weights[:, i, :i + 1] = alpha
+    return torch.stack(hs, 1), torch.stack(cs, 1), weights
+''', says="kept between calls"),
+    Answer(L, LAYER, "xs transposed in place to loop over time (xs.transpose_(0, 1))", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    steps = xs.transpose_(0, 1)                                 # (m, B, d_x): but xs itself changed
+    c = steps.new_zeros(B, A.shape[0])
+    hs, cs, rows = [], [], []
+    for i, x in enumerate(steps):
+        h = self_attention_rnn_step(x, c, A, b)
+        hs.append(h)
+        H = torch.stack(hs, dim=1)
+        scores = (H @ h.unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, h)
+        alpha = torch.softmax(scores, dim=-1)
+        c = (alpha.unsqueeze(1) @ H).squeeze(1)
+        cs.append(c)
+        rows.append(F.pad(alpha, (0, m - i - 1)))
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+''', says="modified in place"),
+    Answer(L, LAYER, "the attention computed in float32, cast back", _layer(GOOD_BODY).replace(
+        "alpha = torch.softmax(scores, dim=-1)", "alpha = torch.softmax(scores.float(), dim=-1).to(scores.dtype)"),
+        says="float32 precision"),
+    Answer(L, LAYER, "weights buffer torch.zeros(B, m, m) without dtype=", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    weights = torch.zeros(B, m, m, device=xs.device)            # float32, whatever xs is
+    c = xs.new_zeros(B, A.shape[0])
+    hs, cs = [], []
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        hs.append(h)
+        H = torch.stack(hs, dim=1)
+        scores = (H @ h.unsqueeze(-1)).squeeze(-1) if score_fn is None else score_fn(H, h)
+        alpha = torch.softmax(scores, dim=-1)
+        c = (alpha.unsqueeze(1) @ H).squeeze(1)
+        cs.append(c)
+        weights[:, i, :i + 1] = alpha
+    return torch.stack(hs, 1), torch.stack(cs, 1), weights
+''', says="keep the inputs' dtype"),
     Answer(L, LAYER, "returns detached tensors", _layer(GOOD_BODY).replace(
         "return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)",
         "return torch.stack(hs, 1).detach(), torch.stack(cs, 1).detach(), torch.stack(rows, 1).detach()"),
@@ -242,6 +348,15 @@ def self_attention_rnn_step(x, c_prev, A, b):
 def self_attention_rnn_step(x, c_prev, A, b):
     z = torch.cat((x, c_prev), 1)
     return torch.einsum("hk,bk->bh", A, z).add(b).tanh()
+'''),
+    Answer(L, STEP, "pre-activation clamped to [-20, 20] (tanh is 1 there to the last bit)", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.tanh((torch.cat([x, c_prev], dim=-1) @ A.T + b).clamp(-20.0, 20.0))
+'''),
+    Answer(L, STEP, "F.linear on torch.hstack, float64 inside", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    z = torch.hstack([x, c_prev]).to(torch.float64)
+    return torch.tanh(F.linear(z, A.to(torch.float64), b.to(torch.float64))).to(x.dtype)
 '''),
     Answer(L, LAYER, "scores padded with -1e9 over all m positions (exp underflows to exactly 0)", '''
 def self_attention_rnn(xs, A, b, score_fn=None):
@@ -281,6 +396,10 @@ def self_attention_rnn(xs, A, b, score_fn=None):
         cs.append(c)
     return torch.stack(hs, 1), torch.stack(cs, 1), weights
 '''),
+    Answer(L, LAYER, "logsumexp normalization, score_fn called with the contract's keywords", _layer(GOOD_BODY).replace(
+        "scores = score_fn(H, h)", "scores = score_fn(h_prefix=H, h_i=h)").replace(
+        "alpha = torch.softmax(scores, dim=-1)",
+        "alpha = torch.exp(scores - torch.logsumexp(scores, dim=-1, keepdim=True))")),
     Answer(L, LAYER, "float64 inside, cast back; states grown with torch.cat", '''
 def self_attention_rnn(xs, A, b, score_fn=None):
     dtype = xs.dtype
@@ -302,4 +421,14 @@ def self_attention_rnn(xs, A, b, score_fn=None):
         rows.append(torch.cat([alpha, alpha.new_zeros(B, m - i - 1)], dim=1))
     return H.to(dtype), torch.stack(cs, 1).to(dtype), torch.stack(rows, 1).to(dtype)
 '''),
+]
+
+# Wrong only where a GPU is present: on a CPU a tensor created without device= is on the inputs' device (the
+# meta-device probe of the hidden check catches them when the answer runs in this process).
+WRONG_ON_GPU = [
+    Answer(L, LAYER, "c_0 created without device=", _layer(GOOD_BODY).replace(
+        "c = xs.new_zeros(B, A.shape[0])", "c = torch.zeros(B, A.shape[0], dtype=xs.dtype)"), says="raised RuntimeError"),
+    Answer(L, LAYER, "weight rows padded with torch.zeros(...) without device=", _layer(
+        GOOD_BODY, pad="torch.cat([alpha, torch.zeros(B, m - H.shape[1], dtype=alpha.dtype)], dim=1)"),
+        says="raised RuntimeError"),
 ]
