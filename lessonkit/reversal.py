@@ -48,8 +48,9 @@ def train(model: nn.Module, *, steps: int = 2000, lengths=(5, 30), batch_size: i
 
 
 @torch.no_grad()
-def greedy_decode(model: nn.Module, src: torch.Tensor, t: int | None = None) -> torch.Tensor:
-    """Free-running (greedy) decoding: the model reads its own previous prediction, never the answer.
+def greedy_decode(model: nn.Module, src: torch.Tensor, t: int | None = None,
+                  first_guess: torch.Tensor | None = None) -> torch.Tensor:
+    """Free-running (greedy) decoding: what the model writes when it reads its own previous predictions.
 
     The result is what decoding one step at a time gives: x'_1 = START, and x'_{j+1} is the letter the
     model itself scored highest at step j. It works for any model that `train` accepts, as long as its
@@ -57,27 +58,32 @@ def greedy_decode(model: nn.Module, src: torch.Tensor, t: int | None = None) -> 
 
     How: instead of t calls on growing prefixes (t^2/2 decoder steps), the whole sequence is decoded
     again and again, each pass reading the letters the previous pass predicted, until they stop
-    changing. Pass r gets steps 1..r right whatever the passes before it read (step r reads only the
-    letters of steps 1..r-1, already final), so at most t + 1 passes are made, and where they stop the
-    letters read are exactly the letters predicted: the step-by-step decoding. A model that makes few
-    mistakes gets there in a few passes. The first pass reads START everywhere; the answer is never read.
+    changing (an example whose letters stopped changing leaves the batch). Pass r gets steps 1..r right whatever the passes before it read (step r reads only the
+    letters of steps 1..r-1, already final), so t + 1 passes at most settle it, and where they stop the
+    letters read are exactly the letters predicted: the step-by-step decoding, whatever the first pass
+    read. That first pass reads `first_guess`, START everywhere if none is given: a guess close to what
+    the model will write (the true letters, for a model that makes few mistakes) only saves passes.
 
     Args:
         src: (B, m) letters to read.  t: how many letters to write (default m).
+        first_guess: optional (B, t) decoder inputs for the first pass (START, then letters).
     Returns:
         (B, t) the predicted letters.
     """
     B, m = src.shape
     t = m if t is None else t
     start = torch.full((B, 1), START, dtype=torch.long, device=src.device)       # x'_1 = START
-    inputs = start.expand(B, t)                                                   # (B, t) a first guess
-    predicted = None
-    for _ in range(t + 1):
-        new = model(src, inputs)[0].argmax(-1)                                    # (B, t)
-        if predicted is not None and torch.equal(new, predicted):
-            break                                                                 # a fixed point: done
-        predicted = new
-        inputs = torch.cat([start, predicted[:, :-1]], dim=1)                     # its own letters in
+    inputs = start.expand(B, t) if first_guess is None else first_guess             # (B, t)
+    predicted = model(src, inputs)[0].argmax(-1)                                   # (B, t) the first pass
+    rows = torch.arange(B, device=src.device)                                      # the examples not settled
+    for _ in range(t + 1):                                                        # + 1 if the guess lacks START
+        inputs = torch.cat([start[rows], predicted[rows, :-1]], dim=1)             # their own letters in
+        new = model(src[rows], inputs)[0].argmax(-1)                               # (len(rows), t)
+        changed = (new != predicted[rows]).any(dim=1)
+        predicted[rows] = new
+        rows = rows[changed]                                     # an example that read what it wrote is done
+        if len(rows) == 0:
+            break
     return predicted
 
 
@@ -97,7 +103,8 @@ def accuracy_by_length(model: nn.Module, lengths, *, n: int = 256, seed: int = 1
         for length in lengths:
             src, tgt_in, tgt = batch(n, length, torch.Generator().manual_seed(seed + length))
             if free_running:
-                predicted = greedy_decode(model, src, tgt.shape[1])                # (n, m)
+                # The true inputs only as the first pass's guess: they save passes, never change the result.
+                predicted = greedy_decode(model, src, tgt.shape[1], first_guess=tgt_in)   # (n, m)
             else:
                 predicted = model(src, tgt_in)[0].argmax(-1)                       # (n, m)
             out[length] = (predicted == tgt).float().mean().item()
