@@ -235,20 +235,35 @@ class Kernel:
                 raise bridge.PeerGone(f"the kernel sent a message larger than the grader accepts "
                                       f"({self.max_message_bytes} bytes): its outputs are lost", Status.KERNEL_DIED)
             if client.stdin_channel.socket in events:
-                request = client.stdin_channel.get_msg(timeout=0)
-                if request["parent_header"].get("msg_id") == msg_id:
-                    prompt = request["content"].get("prompt", "")
+                request = self._take(client.stdin_channel, msg_id)
+                if request is not None:
+                    prompt = str(request["content"].get("prompt", ""))
                     client.input(on_input(prompt) if on_input else "")
             if client.iopub_channel.socket in events:
-                msg = client.iopub_channel.get_msg(timeout=0)
-                if msg["parent_header"].get("msg_id") != msg_id:
+                msg = self._take(client.iopub_channel, msg_id)
+                if msg is None:
                     continue
-                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
                     break
                 if on_output:
-                    on_output(msg)
+                    _readable(lambda: on_output(msg))
         while client.shell_channel.msg_ready():
-            client.shell_channel.get_msg(timeout=0)
+            try:
+                client.shell_channel.get_msg(timeout=0)
+            except Exception:           # read (and dropped) even when it cannot be parsed
+                pass
+
+    @staticmethod
+    def _take(channel, msg_id: str) -> dict | None:
+        """The next message on `channel` if it answers `msg_id` (None for another's). One the grader cannot
+        take apart ends the cell (PeerGone, kernel-died), never the grading process."""
+        msg = _readable(lambda: channel.get_msg(timeout=0))
+        parent = msg.get("parent_header")
+        if not isinstance(parent, dict) or parent.get("msg_id") != msg_id:
+            return None
+        if not isinstance(msg.get("content"), dict):
+            raise _unreadable("no content")
+        return msg
 
     def run_cell(self, source: str, *, deadline: float) -> list:
         """A student's cell: its outputs as notebook outputs. On PeerGone, the outputs so far are in `error.outputs`."""
@@ -276,6 +291,22 @@ class Kernel:
             raise bridge.PeerGone("the grader could not reach your functions in the kernel: does a cell change how "
                                   "IPython runs code, or delete __attention_bridge__?", "autograde-failed")
         return replies[-1]
+
+
+def _readable(step):
+    """`step()`, which takes apart a message from the kernel. A message the grader cannot take apart (JSON nested
+    past Python's recursion limit, a malformed header or output) raises bridge.PeerGone (kernel-died): like an
+    oversized one, it ends the cell with the student's status, not the grader's failure."""
+    try:
+        return step()
+    except Exception as error:
+        raise _unreadable(type(error).__name__) from None
+
+
+def _unreadable(why: str) -> bridge.PeerGone:
+    log.warning("the kernel sent a message the grader cannot read: %s", why)
+    return bridge.PeerGone(f"the kernel sent a message the grader cannot read ({why}): its outputs are lost",
+                           Status.KERNEL_DIED)
 
 
 class _Outputs:
