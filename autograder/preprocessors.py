@@ -58,8 +58,10 @@ class GradeOutsideKernel(NbGraderPreprocessor):
         cell_deadline = [deadline]
         peer = bridge.Peer(lambda text: k.request(text, deadline=cell_deadline[0], on_input=peer.handle))
         course_order = list(sources)
-        tests = {notebooks.grade_id(c): c for c in nb.cells
-                 if notebooks.is_autograded_test(c) and notebooks.grade_id(c) in sources}
+        tests: dict[str, NotebookNode] = {}           # grade id -> its first test cell in the notebook
+        for c in nb.cells:
+            if notebooks.is_autograded_test(c) and notebooks.grade_id(c) in sources:
+                tests.setdefault(notebooks.grade_id(c), c)
         done: set[str] = set()
 
         def run_test(gid: str) -> bridge.PeerGone | None:
@@ -83,6 +85,9 @@ class GradeOutsideKernel(NbGraderPreprocessor):
                 if cell.cell_type != "code":
                     continue
                 gid = notebooks.grade_id(cell)
+                if notebooks.is_autograded_test(cell) and gid in sources and tests[gid] is not cell:
+                    cell.outputs = []               # a copy of a test cell: never run, never scored twice
+                    continue
                 if tests.get(gid) is cell:
                     # Every test the course puts before this one runs first (once), then this one.
                     for earlier in course_order[:course_order.index(gid) + 1]:
@@ -106,7 +111,7 @@ class GradeOutsideKernel(NbGraderPreprocessor):
         finally:
             k.kill()
         for gid, cell in tests.items():
-            if gid not in done:                   # never ran: an earlier cell stopped the kernel
+            if gid not in done and stopped is not None:      # never ran: an earlier cell stopped the kernel
                 cell.outputs = [_stopped_output(stopped, ran=False)]
         return nb, resources
 
