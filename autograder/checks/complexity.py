@@ -145,7 +145,7 @@ def quick_check_count_self_attention_weights(fn):
     f = Student(fn, "count_self_attention_weights")
     got = _expect_int(f, f(1), "count_self_attention_weights(m=1)")
     if got != 1:
-        f.fail(f"count_self_attention_weights(m=1) returned {got}: h_1 attends to j = 1..1, itself, with one "
+        f.fail(f"count_self_attention_weights(m=1) returned {got}: h_1 attends to i = 1..1, itself, with one "
                "weight (alpha = 1, so c_1 = h_1). A position attends to itself.")
     for m in (2, 5):
         step = _expect_int(f, f(m), f"count_self_attention_weights(m={m})") - \
@@ -160,11 +160,11 @@ def check_count_self_attention_weights(fn, *, device=None, seed=0):
     f, ref = Student(fn, "count_self_attention_weights"), _ref()
     _expect_counts(f, [(1,), (2,), (3,), *_drawn_sizes(seed, 1)],
                    ref.count_self_attention_weights, [
-        ("m(m-1)/2, a position that does not attend to itself: h_i attends to j = 1..i, itself included",
+        ("m(m-1)/2, a position that does not attend to itself: h_j attends to i = 1..j, itself included",
          lambda m: m * (m - 1) // 2),
-        ("m·m, every state attending to all m positions: h_i attends only to j <= i", lambda m: m * m),
+        ("m·m, every state attending to all m positions: h_j attends only to i <= j", lambda m: m * m),
         ("m(m+1), the sum 1 + 2 + ... + m without the halving", lambda m: m * (m + 1)),
-        ("a count that includes h_0: positions run j = 1..i, h_0 = 0 gets no weight",
+        ("a count that includes h_0: positions run i = 1..j, h_0 = 0 gets no weight",
          lambda m: (m + 1) * (m + 2) // 2),
         ("the first state left out: h_1 computes one weight (alpha = 1, c_1 = h_1), which counts too",
          lambda m: m * (m + 1) // 2 - 1),
