@@ -18,7 +18,7 @@ from pathlib import Path
 import bleach
 from bleach.css_sanitizer import CSSSanitizer
 from nbconvert.preprocessors import Preprocessor
-from traitlets import List, Unicode
+from traitlets import Bool, List, Unicode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,7 +118,16 @@ def _clean_tag(tag: str) -> str:
     return cleaned
 
 
-class SanitizeOutputs(Preprocessor):
+class _OnWhereListed(Preprocessor):
+    """A preprocessor that runs wherever it is listed. nbconvert's are off by default (`enabled`) unless an
+    exporter's own `preprocessors` lists them, and nbgrader's converters register their lists without turning
+    them on: without this, nbgrader's Autograde skipped the cleaning and wrote the autograded notebook with the
+    student's scripts and the grader's paths in it. Cleaning twice changes nothing."""
+
+    enabled = Bool(True, help="Run this preprocessor.").tag(config=True)
+
+
+class SanitizeOutputs(_OnWhereListed):
     """Drops JavaScript outputs and cleans HTML and SVG outputs and the raw HTML in markdown cells."""
 
     def preprocess_cell(self, cell, resources, index):
@@ -163,7 +172,7 @@ def grader_paths(extra: list[str] = ()) -> list[str]:
 _ANSI = r"(?:\x1b\[[0-9;]*m)?"
 
 
-class ScrubGraderPaths(Preprocessor):
+class ScrubGraderPaths(_OnWhereListed):
     """Replaces the grading machine's absolute paths (repository, course folder, Python, temporary kernel
     folders) in outputs and tracebacks with neutral text."""
 
@@ -206,7 +215,9 @@ class ScrubGraderPaths(Preprocessor):
 
 
 # --- formulas: LaTeX to MathML, on the server ---------------------------------------------------------------
-_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)([^$\n]+?)(?<![\s\\])\$(?!\d)", re.S)
+# Inline math may wrap onto the next line (a markdown line break), never across a blank line.
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)((?:[^$\n]|\n(?![ \t]*\n))+?)(?<![\s\\])\$(?!\d)", re.S)
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def latex_to_mathml(source: str) -> str:
@@ -267,3 +278,7 @@ def configure(c) -> None:
     # Nothing is loaded from a CDN: the formulas are MathML already; a formula that could not be converted
     # stays as text instead of fetching MathJax from the network.
     c.HTMLExporter.mathjax_url = ""
+    # nbgrader's formgrader and feedback templates call `mathjax()` without an address (the CDN's): our
+    # template folder, searched first, holds a `mathjax` macro that writes nothing.
+    from nbgrader.server_extensions.formgrader import handlers
+    c.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), handlers.template_path]
