@@ -99,7 +99,10 @@ def _executable(page: _Page) -> list[str]:
     found = []
     for tag, attrs in page.tags:
         if tag == "script":
-            # nbconvert's own scripts: an empty src (no CDN), MathJax's config and the lab template's module
+            # nbconvert's own scripts: an empty src (no CDN), MathJax's config and the lab template's module;
+            # the course's MathJax stand-in (autograder/templates/base/mathjax.html.j2)
+            if attrs == {"data-course": "mathjax-stand-in"}:
+                continue
             if attrs.get("src") or attrs.get("type") not in (None, "text/x-mathjax-config", "module") or \
                     (attrs.get("type") is None and "src" not in attrs):
                 found.append(f"<script {attrs}>")
