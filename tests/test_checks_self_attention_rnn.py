@@ -319,7 +319,8 @@ def _layer_verdict(fn) -> str:
     for dtype in (torch.float64, torch.float32):
         eps = torch.finfo(dtype).eps
         for what, xs, A, b, scale in _edge_layers(dtype):
-            score_fn = None if scale is None else (lambda h_prefix, h_i, s=scale: s * (h_prefix @ h_i[..., None])[..., 0])
+            score_fn = None if scale is None else (
+                lambda h_prefix, h_i, s=scale: s * (h_prefix @ h_i[..., None])[..., 0])
             before = [t.clone() for t in (xs, A, b)]
             for keywords in (False, True):
                 try:
@@ -353,7 +354,8 @@ def _step_verdict(fn) -> str:
     for dtype in (torch.float64, torch.float32):
         eps = torch.finfo(dtype).eps
         r = lambda *shape, s=1.0: (s * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)   # noqa: E731
-        for what, x, c, A, b in [("plain", r(2, 3), r(2, 5), r(5, 8), r(5)), ("batch 1", r(1, 6), r(1, 2), r(2, 8), r(2)),
+        for what, x, c, A, b in [("plain", r(2, 3), r(2, 5), r(5, 8), r(5)),
+                                 ("batch 1", r(1, 6), r(1, 2), r(2, 8), r(2)),
                                  ("x100", r(2, 4, s=100.0), r(2, 3, s=100.0), r(3, 7), r(3)),
                                  ("views", r(5, 3).T, r(3, 4)[:, 1:3], r(7, 2).T, r(2, 2)[:, 1])]:
             before = [t.clone() for t in (x, c, A, b)]
@@ -372,6 +374,9 @@ def _step_verdict(fn) -> str:
                 if not torch.allclose(got, want, rtol=1e3 * eps, atol=1e3 * eps * (1 if what == "x100" else mag)):
                     return f"{what}: differs from nn.RNNCell by {(got - want).abs().max():.2g}"
     return ""
+
+
+STEP, LAYER = "self_attention_rnn_step", "self_attention_rnn"
 
 
 def _answers(kind, function):
@@ -397,8 +402,7 @@ def test_correct_step_is_right_by_the_oracle(answer):
     assert _step_verdict(_define(answer)) == ""
 
 
-@pytest.mark.parametrize("answer", _answers("WRONG", "self_attention_rnn") + _answers("WRONG_ON_GPU", "self_attention_rnn"),
-                         ids=lambda a: a.name)
+@pytest.mark.parametrize("answer", _answers("WRONG", LAYER) + _answers("WRONG_ON_GPU", LAYER), ids=lambda a: a.name)
 def test_wrong_layer_is_wrong_by_the_oracle(answer):
     """Is each wrong layer of the catalog really wrong: does it differ from the layer built of nn.RNNCell and
     F.scaled_dot_product_attention (or raise, return NaN, modify an input, refuse the contract's keywords or
@@ -417,8 +421,7 @@ def test_correct_layer_is_right_by_the_oracle(answer):
     assert _layer_verdict(_define(answer)) == ""
 
 
-@pytest.mark.parametrize("answer", _answers("CORRECT", "self_attention_rnn_step") + _answers("CORRECT", "self_attention_rnn"),
-                         ids=lambda a: a.id)
+@pytest.mark.parametrize("answer", _answers("CORRECT", STEP) + _answers("CORRECT", LAYER), ids=lambda a: a.id)
 def test_correct_answer_passes_ten_times_inside_the_tolerance(answer):
     """Does each correct answer pass every value comparison of the hidden check with its error at most a tenth
     of the tolerance?"""
@@ -438,14 +441,15 @@ def test_tensor_created_without_device_is_caught_on_the_meta_device(answer):
 
 
 @pytest.mark.parametrize("seed", [1, 2**31 - 1])
-@pytest.mark.parametrize("answer", _answers("WRONG", "self_attention_rnn") + _answers("CORRECT", "self_attention_rnn"),
-                         ids=lambda a: a.name)
+@pytest.mark.parametrize("answer", [a for kind in ("WRONG", "CORRECT") for f in (STEP, LAYER) for a in _answers(kind, f)],
+                         ids=lambda a: a.id)
 def test_verdict_holds_for_other_seeds(answer, seed):
-    """Does each catalog layer keep its verdict (and wrong ones their message) whatever seed the grader draws?"""
+    """Does each catalog answer of lesson 05 keep its verdict (and a wrong one its message) whatever seed the
+    grader draws?"""
     from tests.mistakes import lesson05
-    fn = _define(answer)
+    check = getattr(checks, f"check_{answer.function}")
     if answer in lesson05.CORRECT:
-        checks.check_self_attention_rnn(fn, device="cpu", seed=seed)
+        check(_define(answer), device="cpu", seed=seed)
     else:
         with pytest.raises(CheckFailed, match=re.escape(answer.says)):
-            checks.check_self_attention_rnn(fn, device="cpu", seed=seed)
+            check(_define(answer), device="cpu", seed=seed)

@@ -309,3 +309,15 @@ def test_view_of_a_non_contiguous_input_fails_in_process():
         return weights @ V.view(B, m, -1), weights
     with pytest.raises(CheckFailed, match="view"):
         checks.check_self_attention(self_attention, device="cpu")
+
+
+@pytest.mark.parametrize("seed", [1, 2**31 - 1])
+@pytest.mark.parametrize("answer", _answers("WRONG") + _answers("CORRECT"), ids=lambda a: a.name)
+def test_verdict_holds_for_other_seeds(answer, seed):
+    """Does each catalog answer keep its verdict (and a wrong one its message) whatever seed the grader draws?"""
+    if answer in _answers("CORRECT"):
+        checks.check_self_attention(_define(answer), device="cpu", seed=seed)
+    else:
+        with pytest.raises(CheckFailed) as failure:
+            checks.check_self_attention(_define(answer), device="cpu", seed=seed)
+        assert answer.says in str(failure.value)

@@ -420,6 +420,8 @@ def probes_meta(fn, device: str | None) -> bool:
 
 _DEVICE_ERRORS = ("is not on the expected device", "same device", "Cannot copy out of meta tensor",
                   "found at least two devices", "Expected all tensors to be on")
+# Stricter on the meta device than on CUDA, which takes a 0-dim CPU tensor as masked_fill's value.
+_NOT_DEVICE_ERRORS = ("Expected `value` to be on same device",)
 
 
 def meta_probe(f: "Student", args: Sequence, kwargs: dict | None = None):
@@ -439,13 +441,13 @@ def meta_probe(f: "Student", args: Sequence, kwargs: dict | None = None):
             raise
         except Exception as e:
             text = str(e)
-            if any(s in text for s in _DEVICE_ERRORS):
+            if any(s in text for s in _DEVICE_ERRORS) and not any(s in text for s in _NOT_DEVICE_ERRORS):
                 where = student_location(e)
                 f.fail("creates a tensor on the CPU whatever device its inputs are on"
                        + (f" (at {where})" if where else "")
-                       + f": {type(e).__name__}: {text[:200].strip().rstrip('.!')}. Create new tensors on the inputs' device "
-                         "(torch.zeros(..., device=x.device, dtype=x.dtype), x.new_zeros(...), torch.zeros_like(x)); "
-                         "on a GPU this fails.")
+                       + f": {type(e).__name__}: {text[:200].strip().rstrip('.!')}. Create new tensors on the "
+                         "inputs' device (torch.zeros(..., device=x.device, dtype=x.dtype), x.new_zeros(...), "
+                         "torch.zeros_like(x)); on a GPU this fails.")
             return None
     outs = result if isinstance(result, (tuple, list)) else [result]
     for i, out in enumerate(outs):

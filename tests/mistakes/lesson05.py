@@ -266,8 +266,8 @@ def self_attention_rnn(xs, A, b, score_fn=None):
     Answer(L, LAYER, "scores clamped to [-50, 50] against overflow", _layer(GOOD_BODY).replace(
         "alpha = torch.softmax(scores, dim=-1)", "alpha = torch.softmax(scores.clamp(-50.0, 50.0), dim=-1)"),
         says="do not clamp"),
-    Answer(L, LAYER, "softmax over the rows' common maximum (scores.max() over the batch too)", _layer(GOOD_BODY).replace(
-        "alpha = torch.softmax(scores, dim=-1)",
+    Answer(L, LAYER, "softmax over the rows' common maximum (scores.max() over the batch too)", _layer(
+        GOOD_BODY).replace("alpha = torch.softmax(scores, dim=-1)",
         "e = torch.exp(scores - scores.max())\n        alpha = e / e.sum(dim=-1, keepdim=True)"),
         says="Subtract the row maximum"),
     Answer(L, LAYER, "the score_fn parameter named score", _layer(GOOD_BODY).replace(
@@ -427,7 +427,8 @@ def self_attention_rnn(xs, A, b, score_fn=None):
 # meta-device probe of the hidden check catches them when the answer runs in this process).
 WRONG_ON_GPU = [
     Answer(L, LAYER, "c_0 created without device=", _layer(GOOD_BODY).replace(
-        "c = xs.new_zeros(B, A.shape[0])", "c = torch.zeros(B, A.shape[0], dtype=xs.dtype)"), says="raised RuntimeError"),
+        "c = xs.new_zeros(B, A.shape[0])", "c = torch.zeros(B, A.shape[0], dtype=xs.dtype)"),
+        says="raised RuntimeError"),
     Answer(L, LAYER, "weight rows padded with torch.zeros(...) without device=", _layer(
         GOOD_BODY, pad="torch.cat([alpha, torch.zeros(B, m - H.shape[1], dtype=alpha.dtype)], dim=1)"),
         says="raised RuntimeError"),
