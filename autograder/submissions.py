@@ -7,7 +7,7 @@ from nbformat import NotebookNode
 
 from . import notebooks, paths
 
-_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*\n", re.MULTILINE)
+_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*(\n|\Z)", re.MULTILINE)
 
 
 def solution_sources(lesson: str) -> dict[str, str]:
