@@ -318,6 +318,8 @@ def _judge(f, ref, X, W_Q, W_K, W_V, causal, Y, w, kind: str, *, w_open=None, ed
             ("the causal weights were zeroed after the softmax without renormalizing: mask the scores "
              "before the softmax", lambda: ref.self_attention(X, W_Q, W_K, W_V, False)[1].tril()
              if causal else None),
+            ("the scores come from the inputs themselves, X X^T: the queries q_i = W_Q a_i and keys "
+             "k_i = W_K a_i are missing", lambda: _softmax_scores(X @ X.transpose(-2, -1) / math.sqrt(d_k), causal)),
         ])
         expect_within(f, Y, want_Y, "Y" + (f" {kind}" if kind else ""), derived_tolerance(dtype, S * V_max), [
             ("W_V is ignored: the values are v_j = W_V a_j, not a_j",
@@ -332,6 +334,14 @@ def _judge(f, ref, X, W_Q, W_K, W_V, causal, Y, w, kind: str, *, w_open=None, ed
         if large and "differ from the expected" in str(e):
             raise CheckFailed(f"{e}{large}") from None
         raise
+
+
+def _softmax_scores(scores, causal: bool):
+    """The weights of `scores` (B, m, m), the future masked when causal."""
+    if causal:
+        m = scores.shape[-1]
+        scores = scores.masked_fill(torch.ones(m, m, dtype=torch.bool, device=scores.device).triu(1), float("-inf"))
+    return torch.softmax(scores, dim=-1)
 
 
 def check_self_attention(fn, *, device=None, seed=0):

@@ -147,7 +147,7 @@ WRONG = [
         """, PROJECT, SCALED, MASK, SOFTMAX), says="keep the inputs' dtype"),
     _answer("scores from the un-projected inputs (X X^T)", _steps(PROJECT, """
         scores = X @ X.transpose(-2, -1) / math.sqrt(d_k)
-        """, MASK, SOFTMAX)),
+        """, MASK, SOFTMAX), says="X X^T"),
     _answer("causal softmax renormalized over j <= i afterwards", _steps(PROJECT, SCALED, """
         weights = torch.softmax(scores, dim=-1)
         if causal:
