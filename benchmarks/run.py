@@ -171,7 +171,7 @@ def bench_limits(repeats: int = 7) -> dict:
         without.append(bare())
     result = {"with_walls_s": round(statistics.median(walls), 3), "without_s": round(statistics.median(without), 3),
               "cost_s": round(statistics.median(walls) - statistics.median(without), 3), "repeats": repeats,
-              "cgroup": sandbox.Cgroup.why_not() or "used"}
+              "cgroup": sandbox.Cgroup.why_not or "used"}
     print(f"limits: kernel start+kill {result['with_walls_s']} s with the cgroup and tmpfs, "
           f"{result['without_s']} s without (median of {repeats})", flush=True)
     return result
