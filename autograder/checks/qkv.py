@@ -150,7 +150,8 @@ def _attend(f, Q, K, V, mask, *, keywords: bool = False, edge: str = ""):
         if hint:
             raise CheckFailed(f"{e}{hint}") from None
         if mask is None:
-            if "raised" in str(e) and any(w in str(e) for w in ("size", "shape", "dimension")):
+            # Only a matrix product's shape error earns the hint about K's transpose.
+            if "raised" in str(e) and any(w in str(e) for w in ("batch2", "mat1 and mat2", "cannot be multiplied")):
                 raise CheckFailed(f"{e} Q is (batch, t, d_k) and K is (batch, m, d_k): the scores Q K^T need the keys "
                                   "transposed, K.transpose(-2, -1), and C is weights @ V.") from None
             raise
