@@ -563,7 +563,11 @@ def _snapshot(value):
 def _same(now, before) -> bool:
     try:
         if isinstance(before, torch.Tensor):
-            return isinstance(now, torch.Tensor) and torch.equal(now.detach(), before)
+            # NaN equals NaN here: a NaN the caller passed in is not a change the function made.
+            return isinstance(now, torch.Tensor) and torch.equal(now.detach(), before) or (
+                isinstance(now, torch.Tensor) and now.shape == before.shape and now.dtype == before.dtype
+                and now.is_floating_point() and bool(torch.isnan(now.detach()).eq(torch.isnan(before)).all())
+                and torch.equal(torch.nan_to_num(now.detach(), nan=0.0), torch.nan_to_num(before, nan=0.0)))
         if isinstance(before, np.ndarray):
             return np.array_equal(now, before, equal_nan=True)
         return bool(now == before)

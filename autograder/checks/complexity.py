@@ -65,7 +65,8 @@ def _drawn_sizes(seed: int, dims: int, n: int = 4) -> list[tuple[int, ...]]:
     m and t shows), small ones and large ones: a count cannot be looked up from the public code."""
     g, sizes = generator(seed), []
     while len(sizes) < n:
-        high = (10, 100, 1000, 100_000)[len(sizes) % 4]
+        # At most 2000: a correct answer that builds the m x t (or causal m x m) mask and counts it must fit.
+        high = (10, 100, 500, 2000)[len(sizes) % 4]
         size = tuple(int(x) for x in torch.randint(2, high, (dims,), generator=g))
         if len(set(size)) == dims and size not in sizes:
             sizes.append(size)
