@@ -167,7 +167,7 @@ class ScoreProbe:
     def __call__(self, h_prefix, h_i):
         if len(self.calls) >= self.max_calls:
             self._refuse(f"{NAME}: score_fn was called more than {self.max_calls} times in one call of the layer: "
-                         "call it once per position i, with h_1..h_i and h_i.")
+                         "call it once per position j, with h_1..h_j and h_j.")
         if not isinstance(h_prefix, torch.Tensor) or not isinstance(h_i, torch.Tensor):
             self._refuse(f"{NAME}: score_fn should be called with two tensors, score_fn(h_prefix, h_i).")
         if h_prefix.dim() == 2 and h_i.dim() == 3:
@@ -236,7 +236,7 @@ def _run(f, xs, A, b, *score, keywords: bool = False, edge: str = ""):
     f.expect_tensor(hs, "hs", shape=(B, m_, d_h), like=xs, hint="It holds h_1..h_m: (batch, m, d_h).")
     f.expect_tensor(cs, "cs", shape=(B, m_, d_h), like=xs, hint="It holds c_1..c_m: (batch, m, d_h).")
     f.expect_tensor(weights, "weights", shape=(B, m_, m_), like=xs,
-                    hint="Row i holds the weights of position i over j = 1..m: (batch, m, m).")
+                    hint="Row j holds the weights of position j over i = 1..m: (batch, m, m).")
     if sizes not in seen:
         seen.append(sizes)
     return hs, cs, weights
@@ -250,10 +250,10 @@ def _diagnose_calls(f, probe, hs):
     if not calls:
         f.fail("score_fn was never called: when a score_fn is given, the weights must come from it.")
     if m > 1 and len(calls) == m - 1 and all(prefix.shape[1] == k + 1 for k, (prefix, _) in enumerate(calls)):
-        f.fail("no position attends to itself: position i should score h_1..h_i, h_i included (so c_1 = h_1), "
+        f.fail("no position attends to itself: position j should score h_1..h_j, h_j included (so c_1 = h_1), "
                "and score_fn should be called at every position, the first one too.")
     if len(calls) == 1 and m > 1:
-        f.fail("score_fn was called once: the weights must be recomputed for every position i (stale weights).")
+        f.fail("score_fn was called once: the weights must be recomputed for every position j (stale weights).")
     if len(calls) != m:
         f.fail(f"score_fn should be called once per position ({m} times for m={m}), not {len(calls)} times.")
     for k, (prefix, query) in enumerate(calls):
@@ -265,7 +265,7 @@ def _diagnose_calls(f, probe, hs):
         if n == i + 1 and torch.all(prefix[:, 0] == 0):
             f.fail("the states given to score_fn include h_0 = 0: attend over h_1..h_i only.")
         if n > i:
-            f.fail(f"position {i} attends to future positions: score_fn should see h_1..h_{i} only (j <= i), "
+            f.fail(f"position {i} attends to future positions: score_fn should see h_1..h_{i} only (i <= j), "
                    f"got {n} states.")
         if n != i:
             f.fail(f"score_fn should see the {i} states h_1..h_{i} at position {i}; it got {n}.")
@@ -274,7 +274,7 @@ def _diagnose_calls(f, probe, hs):
     queries = [(k, query) for k, (_, query) in enumerate(calls) if not _close(query, hs[:, k].detach())]
     if queries:
         if any(k > 0 and _close(query, hs[:, k - 1].detach()) for k, query in queries):
-            f.fail("stale query: the weights of position i should be computed from the new state h_i, "
+            f.fail("stale query: the weights of position j should be computed from the new state h_j, "
                    "not from h_{i-1}.")
         k = queries[0][0]
         f.fail(f"the second argument of score_fn at position {k + 1} should be the new state h_{k + 1}.")
@@ -300,32 +300,32 @@ def _diagnose_layer(f, xs, A, b, hs, cs, weights, step=None, scores=None, large:
     below = torch.tril(weights, diagonal=-1)
     if m > 1 and (above != 0).any():
         if (below == 0).all() and (torch.diagonal(weights, dim1=1, dim2=2) != 0).any():
-            f.fail("the weights are transposed: row i must hold the weights of position i over j <= i "
+            f.fail("the weights are transposed: row j must hold the weights of position j over i <= j "
                    "(a lower-triangular matrix), not column i.")
         if above.abs().max() < 1e-6:
-            f.fail("the weights above the diagonal are tiny but not exactly 0: position i must give exactly 0 "
-                   "weight to every j > i. Pad each row with zeros (or mask with -inf or torch.finfo(dtype).min, "
+            f.fail("the weights above the diagonal are tiny but not exactly 0: position j must give exactly 0 "
+                   "weight to every i > j. Pad each row with zeros (or mask with -inf or torch.finfo(dtype).min, "
                    "not a modest constant).")
-        f.fail("the weights above the diagonal must be exactly 0: position i may not attend to future "
-               "positions j > i.")
+        f.fail("the weights above the diagonal must be exactly 0: position j may not attend to future "
+               "positions i > j.")
     if (weights < 0).any():
         f.fail("weights must be non-negative: did you normalize without exp?")
     sums = weights.sum(-1)
     rows_ok = torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
     lower = torch.tril(torch.ones(m, m, dtype=weights.dtype, device=weights.device))
     if not rows_ok and B > 1 and torch.allclose(weights.sum(0), lower, atol=1e-5):
-        f.fail("the weights sum to 1 over the batch axis: the softmax must run over the positions j = 1..i "
+        f.fail("the weights sum to 1 over the batch axis: the softmax must run over the positions i = 1..j "
                "(dim=-1).")
     diagonal = torch.diagonal(weights, dim1=1, dim2=2)
     if m > 1 and not large and (diagonal[:, 1:] == 0).all():
-        f.fail("no position attends to itself: row i must include j = i (softmax over h_1..h_i).")
+        f.fail("no position attends to itself: row j must include i = j (softmax over h_1..h_j).")
     _diagnose_start(f, hs, cs)
     if not _close(cs[:, 0], hs[:, 0]):
         f.fail("c_1 should equal h_1: the first position attends only to itself, with weight 1.")
     if not rows_ok:
-        f.fail("each row of weights must sum to 1 over j = 1..i.")
+        f.fail("each row of weights must sum to 1 over i = 1..j.")
     if not _close(cs, weights @ hs):
-        f.fail("cs does not match the weights you return: c_i should be sum_j alpha_ij h_j, "
+        f.fail("cs does not match the weights you return: c_j should be sum_i alpha_ij h_i, "
                "that is weights @ hs.")
     if step is not None and m > 2:
         for i in range(1, m):
@@ -352,9 +352,9 @@ def _diagnose_layer(f, xs, A, b, hs, cs, weights, step=None, scores=None, large:
             d_h = hs.shape[-1]
             if _close(weights[:, i, :i + 1], torch.softmax(s / d_h ** 0.5, -1)):
                 f.fail("the default scores are divided by sqrt(d_h): the default score_fn is the plain dot "
-                       "product h_j^T h_i, with no scaling.")
+                       "product h_i^T h_j, with no scaling.")
             f.fail(f"row {i + 1} of the weights should be the softmax of the scores of h_1..h_{i + 1} against "
-                   f"h_{i + 1}; with score_fn=None the score is the plain dot product h_j^T h_i.")
+                   f"h_{i + 1}; with score_fn=None the score is the plain dot product h_i^T h_j.")
 
 
 def _dot_scores_of(hs):
@@ -376,7 +376,7 @@ def _check_causality(f, xs, A, b, score, hs, cs, weights):
         for name, old, new in [("hs", hs, hs2), ("cs", cs, cs2), ("weights", weights, w2)]:
             if not _close(old[:, :k], new[:, :k]):
                 f.fail(f"not causal: changing x_{k + 1} changed {name} at an earlier position. Position i may "
-                       f"depend only on x_1..x_i (weights over j <= i).")
+                       f"depend only on x_1..x_j (weights over i <= j).")
 
 
 def quick_check_self_attention_rnn(fn):

@@ -43,7 +43,7 @@ def _unpack(f, result, B, m, d, d_k, d_v, like, edge: str = ""):
     if (isinstance(Y, torch.Tensor) and isinstance(weights, torch.Tensor)
             and tuple(Y.shape) == shape_w and tuple(weights.shape) == shape_Y and shape_w != shape_Y):
         f.fail("it returns (weights, Y): return (Y, weights), the outputs first.")
-    hint_Y = "Row i is b_i = sum_j weights[i, j] v_j, with v_j = W_V a_j of size d_v: (batch, m, d_v)."
+    hint_Y = "Row j is b_j = sum_i weights[j, i] v_i, with v_i = W_V a_i of size d_v: (batch, m, d_v)."
     if isinstance(Y, torch.Tensor) and Y.dim() == 3 and Y.shape[-1] != d_v:
         if Y.shape[-1] == d:
             hint_Y = ("Y has d columns, the width of X: it looks like W_V is ignored (the values are "
@@ -58,7 +58,7 @@ def _unpack(f, result, B, m, d, d_k, d_v, like, edge: str = ""):
         squeezed = (" An axis of size 1 is missing (batch 1 or m = 1 here): a .squeeze() without a dim drops every "
                     "axis of size 1; squeeze only the axis you mean, as in .squeeze(-1).")
     f.expect_tensor(weights, "weights", shape=shape_w, like=like,
-                    hint="Row i holds the weights of query i over the m keys: one (m, m) matrix per sequence, "
+                    hint="Row j holds the weights of query j over the m keys: one (m, m) matrix per sequence, "
                          "(batch, m, m)." + squeezed)
     f.expect_tensor(Y, "Y", shape=shape_Y, like=like, hint=hint_Y + squeezed)
     return Y, weights
@@ -74,12 +74,12 @@ def _diagnose_nan(f, weights, edge: str = ""):
                    "overflowed before the mask zeroed them (inf x 0 = NaN). Replace masked scores by -inf or "
                    "torch.finfo(dtype).min before exp (not by 0), and let torch.softmax subtract the row maximum.")
         f.fail("with causal=True the weights are NaN or inf where the future keys hold the largest scores: either "
-               "the softmax ran over every key and was renormalized over j <= i afterwards, when exp of the allowed "
+               "the softmax ran over every key and was renormalized over i <= j afterwards, when exp of the allowed "
                "keys had underflowed to 0 (0/0), or exp of large scores overflowed. Mask the scores before the "
                "softmax and let torch.softmax subtract the row maximum.")
     if edge.startswith("for large scores") and edge.endswith("causal=True"):
         f.fail(f"the weights contain NaN or inf {edge}, though causal=False gave finite ones: the causal masking "
-               "breaks for large scores. Either the softmax ran over every key and was renormalized over j <= i "
+               "breaks for large scores. Either the softmax ran over every key and was renormalized over i <= j "
                "afterwards (0/0 once their exp underflows), or the future scores were set to 0 before exp and "
                "overflowed (inf x 0). Mask the scores with -inf or torch.finfo(dtype).min before the softmax.")
     if edge.startswith("for large scores"):
@@ -90,12 +90,12 @@ def _diagnose_nan(f, weights, edge: str = ""):
                "entry is masked in every sequence. It must run over the keys (dim=-1).")
     if m > 1 and torch.isnan(weights[:, -1]).all() and torch.isfinite(weights[:, :-1]).all():
         f.fail("the last row of weights is NaN: the last position has no key left to attend to. The causal "
-               "mask is inverted: it hides j <= i and keeps the future. masked_fill fills where the mask is "
-               "True, so the mask passed to it must be True for j > i.")
+               "mask is inverted: it hides i <= j and keeps the future. masked_fill fills where the mask is "
+               "True, so the mask passed to it must be True for i > j.")
     first_row = weights[:, 0]
     if torch.isnan(first_row).all() and torch.isfinite(weights[:, 1:]).all():
         f.fail("the first row of weights is NaN: the causal mask hides the diagonal, so position 1 has nothing "
-               "to attend to. A position may attend to itself: allow j <= i (the diagonal included).")
+               "to attend to. A position may attend to itself: allow i <= j (the diagonal included).")
     f.fail("the weights contain NaN or inf. Mask with -inf (or torch.finfo(dtype).min) before the softmax, "
            "never after, and let torch.softmax subtract the row maximum before exp.")
 
@@ -123,7 +123,7 @@ def _diagnose_weights(f, w, causal, w_open=None, Y=None, V=None, edge: str = "",
             f.fail("with causal=True, where the future keys hold the largest scores, the allowed keys' weights vanish "
                    "and the rows no longer sum to 1: the future scores were not replaced before the softmax. Either "
                    "a finite penalty was added to them (say -1e4, which does not outweigh a large score), or the "
-                   "softmax ran over every key and was renormalized over j <= i afterwards (their exp underflows to "
+                   "softmax ran over every key and was renormalized over i <= j afterwards (their exp underflows to "
                    "0). Mask the scores with -inf or torch.finfo(dtype).min before the softmax.")
     if (w < 0).any():
         f.fail("weights must be non-negative: did you normalize without exp? Use torch.softmax.")
@@ -138,19 +138,19 @@ def _diagnose_weights(f, w, causal, w_open=None, Y=None, V=None, edge: str = "",
         diag = w.diagonal(dim1=-2, dim2=-1)
         if (diag[:, 1:] == 0).all():
             f.fail("with causal=True the diagonal gets weight 0: the causal mask hides the diagonal. A position "
-                   "may attend to itself: allow j <= i, the diagonal included.")
+                   "may attend to itself: allow i <= j, the diagonal included.")
         if (w[:, upper] != 0).any():
             if (w[:, lower] == 0).all():
                 if rows_ok:
-                    f.fail("the causal mask is transposed: position i may attend to j <= i (the lower triangle), "
+                    f.fail("the causal mask is transposed: position j may attend to i <= j (the lower triangle), "
                            "but your weights are non-zero above the diagonal and zero below it.")
                 if cols_ok:
-                    f.fail("the weights are transposed: row i must hold the weights of query i over the keys "
+                    f.fail("the weights are transposed: row j must hold the weights of query j over the keys "
                            "(each row sums to 1), and with causal=True they are zero above the diagonal.")
             beyond_next = torch.ones(m, m, dtype=torch.bool, device=w.device).triu(2)
             if (w[:, beyond_next] == 0).all() and (w[:, upper & ~beyond_next] != 0).any():
-                f.fail("with causal=True position i also attends to position i+1: the causal mask is off by one "
-                       "(only j <= i is allowed).")
+                f.fail("with causal=True position j also attends to position j+1: the causal mask is off by one "
+                       "(only i <= j is allowed).")
             if not torch.allclose(w[:, upper], torch.zeros_like(w[:, upper])):
                 return  # the reference comparison tells "ignored" from other mistakes
             f.fail("with causal=True the weights above the diagonal must be exactly 0 (mask the scores with "
@@ -160,11 +160,11 @@ def _diagnose_weights(f, w, causal, w_open=None, Y=None, V=None, edge: str = "",
             f.fail("the causal weights were zeroed after the softmax without renormalizing: mask the scores "
                    "before the softmax, so that each row still sums to 1.")
         if cols_ok and Y is not None and torch.allclose(Y, w.transpose(-1, -2) @ V):
-            f.fail("the weights are transposed: row i must hold the weights of query i over the keys "
+            f.fail("the weights are transposed: row j must hold the weights of query j over the keys "
                    "(each row sums to 1); Y itself looks right.")
         if cols_ok:
             f.fail("each column of weights sums to 1 instead of each row: the softmax ran over the query axis "
-                   "(dim=-2). Row i holds query i's weights over the keys, so the softmax runs over dim=-1.")
+                   "(dim=-2). Row j holds query j's weights over the keys, so the softmax runs over dim=-1.")
         f.fail("each row of weights must sum to 1 over the keys it may attend to.")
 
 
@@ -184,8 +184,8 @@ def quick_check_self_attention(fn):
         if causal:
             upper = torch.ones(m, m, dtype=torch.bool).triu(1)
             if (w[:, upper] != 0).any():
-                f.fail("with causal=True the weights above the diagonal must be exactly 0: position i may not "
-                       "attend to a later position j > i. Is causal=True ignored?")
+                f.fail("with causal=True the weights above the diagonal must be exactly 0: position j may not "
+                       "attend to a later position i > j. Is causal=True ignored?")
 
     # W_Q = 0: every score is 0, so every allowed key gets the same weight.
     V = X @ W_V.T                                                      # (B, m, d_v)
@@ -194,13 +194,13 @@ def quick_check_self_attention(fn):
     f.expect_close(w, torch.full((B, m, m), 1 / m, dtype=X.dtype),
                    "weights when W_Q = 0 (every query q_i = W_Q a_i is 0, so all scores are equal: 1/m each)")
     f.expect_close(Y, V.mean(1, keepdim=True).expand(B, m, d_v),
-                   "Y when W_Q = 0 (every row the plain mean of the values v_j = W_V a_j)")
+                   "Y when W_Q = 0 (every row the plain mean of the values v_i = W_V a_i)")
     Y, w = _unpack(f, f(X, zero, W_K, W_V, True), B, m, d, d_k, d_v, like=X)
     counts = torch.arange(1, m + 1, dtype=X.dtype)
     prefix = torch.ones(m, m, dtype=X.dtype).tril() / counts[:, None]  # row i: 1/i on j <= i
-    f.expect_close(w, prefix.expand(B, m, m), "causal weights when W_Q = 0 (row i: 1/i on each j <= i, 0 after)")
-    f.expect_close(Y, V.cumsum(1) / counts[:, None], "causal Y when W_Q = 0 (row i: the mean of v_1..v_i)", mistakes=[
-        ("Y uses the transposed weights: b_i = sum_j weights[i, j] v_j is weights @ V", lambda: prefix.T @ V),
+    f.expect_close(w, prefix.expand(B, m, m), "causal weights when W_Q = 0 (row j: 1/j on each i <= j, 0 after)")
+    f.expect_close(Y, V.cumsum(1) / counts[:, None], "causal Y when W_Q = 0 (row j: the mean of v_1..v_j)", mistakes=[
+        ("Y uses the transposed weights: b_j = sum_i weights[j, i] v_i is weights @ V", lambda: prefix.T @ V),
     ])
 
     # A case small enough to do by hand: m = 2, d = 2, d_k = 4, d_v = 3.
@@ -226,12 +226,12 @@ def quick_check_self_attention(fn):
         ("the scores are divided by d_k instead of sqrt(d_k)", lambda: two_by_two(sig(0.5), 0.5)),
         ("the scores are divided by sqrt(d_v) instead of sqrt(d_k)", lambda: two_by_two(sig(2 / math.sqrt(3)), 0.5)),
         ("W_Q and W_K are swapped: queries come from W_Q, keys from W_K", lambda: two_by_two(sig(2.0), sig(1.0))),
-        ("the weights are transposed: row i holds query i's weights over the keys",
+        ("the weights are transposed: row j holds query j's weights over the keys",
          lambda: torch.tensor([[[sig(1.0), 0.5], [1 - sig(1.0), 0.5]]], dtype=torch.float64)),
     ])
-    f.expect_close(Y, want @ V, "Y of the hand-made case (row i: sum_j weights[i, j] v_j)", mistakes=[
-        ("W_V is ignored: the values are v_j = W_V a_j", lambda: want @ X),
-        ("Y uses the transposed weights: b_i = sum_j weights[i, j] v_j is weights @ V",
+    f.expect_close(Y, want @ V, "Y of the hand-made case (row j: sum_i weights[j, i] v_i)", mistakes=[
+        ("W_V is ignored: the values are v_i = W_V a_i", lambda: want @ X),
+        ("Y uses the transposed weights: b_j = sum_i weights[j, i] v_i is weights @ V",
          lambda: want.transpose(-1, -2) @ V),
     ])
     # Tensors created off the inputs' device (where this function runs in this process: a student's own
@@ -300,7 +300,7 @@ def _judge(f, ref, X, W_Q, W_K, W_V, causal, Y, w, kind: str, *, w_open=None, ed
              "row maximum (torch.softmax does this for you).") if edge.startswith("for large scores") else ""
     try:
         expect_within(f, w, want_w, "weights" + (f" {kind}" if kind else ""), derived_tolerance(dtype, S), [
-            ("causal=True is ignored: position i may not attend to later positions j > i",
+            ("causal=True is ignored: position j may not attend to later positions i > j",
              lambda: ref.self_attention(X, W_Q, W_K, W_V, False)[1] if causal else None),
             ("the scores are not divided by sqrt(d_k)", lambda: weights_of(W_Q * d_k ** 0.5, W_K, W_V)),
             ("the scores are divided by sqrt(d), the model width, instead of sqrt(d_k)",
@@ -313,7 +313,7 @@ def _judge(f, ref, X, W_Q, W_K, W_V, causal, Y, w, kind: str, *, w_open=None, ed
              lambda: weights_of(W_K, W_Q, W_V)),
             ("the projections are applied untransposed: q_i = W_Q a_i is X @ W_Q.T",
              lambda: weights_of(W_Q.T, W_K.T, W_V.T)),
-            ("the weights are transposed: row i holds query i's weights over the keys",
+            ("the weights are transposed: row j holds query j's weights over the keys",
              lambda: want_w.transpose(-1, -2)),
             ("the causal weights were zeroed after the softmax without renormalizing: mask the scores "
              "before the softmax", lambda: ref.self_attention(X, W_Q, W_K, W_V, False)[1].tril()
@@ -322,12 +322,12 @@ def _judge(f, ref, X, W_Q, W_K, W_V, causal, Y, w, kind: str, *, w_open=None, ed
              "k_i = W_K a_i are missing", lambda: _softmax_scores(X @ X.transpose(-2, -1) / math.sqrt(d_k), causal)),
         ])
         expect_within(f, Y, want_Y, "Y" + (f" {kind}" if kind else ""), derived_tolerance(dtype, S * V_max), [
-            ("W_V is ignored: the values are v_j = W_V a_j, not a_j",
+            ("W_V is ignored: the values are v_i = W_V a_i, not a_i",
              lambda: ref.self_attention(X, W_Q, W_K, torch.eye(d, dtype=dtype, device=dev), causal)[0]
              if d == d_v else None),
-            ("Y uses the transposed weights: b_i = sum_j weights[i, j] v_j is weights @ V",
+            ("Y uses the transposed weights: b_j = sum_i weights[j, i] v_i is weights @ V",
              lambda: want_w.transpose(-1, -2) @ V),
-            ("the values are the projections untransposed: v_j = W_V a_j is X @ W_V.T",
+            ("the values are the projections untransposed: v_i = W_V a_i is X @ W_V.T",
              lambda: ref.self_attention(X, W_Q, W_K, W_V.T, causal)[0]),
         ])
     except CheckFailed as e:
