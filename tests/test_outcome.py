@@ -117,3 +117,15 @@ def test_symlinked_submissions_are_refused_unopened(tmp_path):
     (tmp_path / "mallory" / "02_bahdanau_attention.ipynb").symlink_to(paths.solution_path("02_bahdanau_attention"))
     rows, chosen = grade._lessons_of(tmp_path / "mallory")
     assert chosen == {} and [r.status for r in rows] == ["refused-file"]
+
+
+def test_the_check_table_keeps_brackets(capsys, monkeypatch):
+    """Does `check`'s table print a message with [..] as written (not eaten as rich markup)?"""
+    from autograder import check
+    monkeypatch.setenv("COLUMNS", "300")
+    message = "it looks like the concatenation is [c_{i-1}; x_i] instead of [x_i; c_{i-1}] (the [red] order)."
+    report = check.Report(notebook="/x/[me].ipynb", lesson="05_self_attention_rnn", tests=[
+        check.TestResult(name="test_f", function="f[0]", points=0.0, max_points=2.0, passed=False, message=message)])
+    check.print_table(report)
+    printed = capsys.readouterr().out
+    assert message in printed and "f[0]" in printed and "[me].ipynb" in printed
