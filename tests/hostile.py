@@ -11,6 +11,12 @@ processes, the loops after 15 minutes, the output flood after 200 MB, and the gr
 only to a course that graded this very student. Even so, grade the fork bomb, the memory hog, the output
 flood, the disk search, the parent killer and the gradebook tamperer only under the grader's sandbox.
 
+`RESOURCES` is a second class, of attacks on the grader's memory, time and disk (bridge replies built to
+be expensive, probes called with huge shapes, a 300 MB message, a disk filler, memfd files, busy children,
+symbolic links, a 300 MB notebook). It is never committed: tests/test_hostile_resources.py builds it with
+`build_resources` and grades it inside a memory-bounded cgroup. Its attacks are bounded too: the disk
+filler writes 2 GiB at most, the memfd hoarder stops as the memory hog does, busy children spin 2 minutes.
+
 `python -m tests.hostile` (or `python tests/hostile.py`) rebuilds tests/files/hostile/.
 """
 from __future__ import annotations
@@ -23,7 +29,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from textwrap import dedent
-from typing import Callable
+from textwrap import indent as indent_text
+from typing import Callable, Iterable
 
 import nbformat
 from nbformat import NotebookNode
@@ -34,15 +41,30 @@ if __package__ in (None, ""):      # run as a script: make the repository import
 from autograder import notebooks, paths, submissions  # noqa: E402
 from tests.mistakes import lesson02, lesson03  # noqa: E402
 
+L01 = "01_seq2seq_shortcomings"  # simple_rnn_step (2 points), rnn_encode (3), seq2seq_decode (3)
+L02 = "02_bahdanau_attention"   # five helpers (10 points) and attention_decode (4 points)
 L03 = "03_query_key_value"      # project_qkv (2 points), qkv_attention (4 points)
-L02 = "02_bahdanau_attention"   # six functions, 14 points
-POINTS = {L03: 6, L02: 14}
-PROJECT_POINTS = 2              # project_qkv's share of lesson 03
+L04 = "04_time_complexity"      # three counts (1 point each), CountingScore (3), loglog_slope (3)
+L05 = "05_self_attention_rnn"   # self_attention_rnn_step (2 points), self_attention_rnn (5)
+LESSON02_HELPERS = ("additive_scores", "dot_scores", "attention_weights", "context_vector", "attention_decoder_step")
+
+
+def _test_points(lesson: str) -> dict[str, float]:
+    """function -> the points of its test cell, from the course's source notebook."""
+    nb = notebooks.read(paths.solution_path(lesson))
+    return {notebooks.tested_function(c): float(notebooks.nbgrader_meta(c).get("points") or 0)
+            for c in nb.cells if notebooks.is_autograded_test(c)}
+
+
+TEST_POINTS = {lesson: _test_points(lesson) for lesson in (L01, L02, L03, L04, L05)}
+POINTS = {lesson: sum(points.values()) for lesson, points in TEST_POINTS.items()}
+PROJECT_POINTS = TEST_POINTS[L03]["project_qkv"]     # project_qkv's share of lesson 03
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "files" / "hostile"
 
-STATUSES = {"ok", "timeout", "kernel-died", "invalid-notebook", "unknown-lesson", "duplicate-lesson", "autograde-failed"}
+STATUSES = {"ok", "timeout", "kernel-died", "invalid-notebook", "unknown-lesson", "duplicate-lesson", "autograde-failed",
+            "refused-file", "grader-died"}
 
 
 @dataclass
@@ -56,6 +78,10 @@ class Hostile:
     raw_json: `build` is applied again to the JSON nbformat wrote, for breakage nbformat mends on writing.
     max_points: the most this student may earn; full_marks: it must earn POINTS[lesson] exactly.
     statuses: the grades.csv statuses that are acceptable for it.
+    link: a symbolic link is written instead of a file, to link(root) (root: the class's folder).
+    chunks: the file's bytes, written piece by piece (files too large to hold in memory).
+    seconds: how much longer than an honest notebook of its lesson its notebook may take to grade, where
+        that is part of what the attack tests.
     """
     name: str
     lesson: str
@@ -68,6 +94,9 @@ class Hostile:
     build: Callable[[NotebookNode], NotebookNode] | None = None
     full_marks: bool = False
     raw_json: bool = False          # apply `build` again to the written JSON (breakage nbformat would mend)
+    link: Callable[[Path], Path] | None = None
+    chunks: Callable[[], Iterable[bytes]] | None = None
+    seconds: float | None = None
 
     def __post_init__(self):
         self.statuses = frozenset(self.statuses)
@@ -96,7 +125,14 @@ class Hostile:
     def write(self, root: Path) -> Path:
         path = Path(root) / self.name / self.file
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.content())
+        if self.link is not None:
+            path.symlink_to(self.link(Path(root)))
+        elif self.chunks is not None:
+            with open(path, "wb") as f:
+                for chunk in self.chunks():
+                    f.write(chunk)
+        else:
+            path.write_bytes(self.content())
         return path
 
 
@@ -572,7 +608,8 @@ ENDLESS_CALL = _cell("""
         return Q, Q
 """)
 
-MEMORY_HOG = """
+# Without a sandbox, the memory attacks stop while a quarter of the RAM (at least 4 GB) is free.
+MEMINFO = """
     def _meminfo(key):
         with open("/proc/meminfo") as f:
             for line in f:
@@ -581,6 +618,9 @@ MEMORY_HOG = """
         return 0
 
     _reserve = max(4 * 2**30, _meminfo("MemTotal") // 4)
+"""
+
+MEMORY_HOG = MEMINFO + """
     _hog = []
     for _ in range(40):                              # 40 GB at most, 1 GB at a time, every page written
         if _meminfo("MemAvailable") < _reserve:      # without a sandbox, stop while a quarter of the RAM is free
@@ -679,6 +719,394 @@ HIDDEN_TRACEBACKS = """
 """
 
 
+# --- replaying the reference -------------------------------------------------------------------------------
+# During a composite's check (attention_decode, say) the grader swaps the student's helpers for proxies of its
+# reference helpers. This student copies the course's public checks into the notebook and, the first time its
+# composite sees those proxies, runs every helper's public checks (the visible ones, and the hidden ones with the
+# seed they default to) against them in the kernel, recording each output and each gradient (per cotangent).
+# Its helpers are stubs that replay a recorded call, call a proxy kept from the composite's check, or return
+# nothing useful. The grader resists when the helpers' tests run first whatever the student's cell order, and
+# when the hidden checks draw their inputs from a seed of the grading run.
+
+REPLAY = '''
+    import hashlib
+    import sys
+    import types
+
+    import torch
+
+    _OUTPUTS, _GRADIENTS, _STOLEN = {}, {}, {}
+
+
+    def _fp(value):
+        """What identifies a call's arguments: each tensor's dtype, shape and bytes."""
+        if isinstance(value, torch.Tensor):
+            try:
+                t = value.detach().to("cpu").contiguous()
+                return ("tensor", str(t.dtype), tuple(t.shape), hashlib.sha1(t.view(-1).view(torch.uint8).numpy()).hexdigest())
+            except Exception:
+                return ("tensor", str(value.dtype), tuple(value.shape), str(value.device))
+        if isinstance(value, (list, tuple)):
+            return tuple(_fp(v) for v in value)
+        if isinstance(value, dict):
+            return tuple(sorted((k, _fp(v)) for k, v in value.items()))
+        return repr(value)
+
+
+    def _tensors(args, kwargs):
+        return [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+
+
+    class _Tap(torch.autograd.Function):
+        """The reference's output, passed on; its backward records the gradients the reference gives."""
+
+        @staticmethod
+        def forward(ctx, key, held, *inputs):       # held: [out], out's own graph outside this one
+            ctx.key, ctx.out, ctx.inputs = key, held[0], inputs
+            return held[0].detach().clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            wanted = [i for i, t in enumerate(ctx.inputs) if t.requires_grad]
+            got = torch.autograd.grad(ctx.out, [ctx.inputs[i] for i in wanted], grad, allow_unused=True)
+            grads = [None] * len(ctx.inputs)
+            for i, g in zip(wanted, got):
+                grads[i] = g
+            _GRADIENTS[ctx.key, _fp(grad)] = [None if g is None else g.detach().clone() for g in grads]
+            return (None, None, *grads)
+
+
+    class _Replay(torch.autograd.Function):
+        """A recorded output; its backward gives the recorded gradients for this cotangent (zeros otherwise)."""
+
+        @staticmethod
+        def forward(ctx, key, out, *inputs):
+            ctx.key, ctx.like = key, [(t.shape, t.dtype, t.device) for t in inputs]
+            return out.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            grads = _GRADIENTS.get((ctx.key, _fp(grad)))
+            if grads is None:
+                grads = [torch.zeros(s, dtype=d, device=v) if d.is_floating_point else None for s, d, v in ctx.like]
+            return (None, None, *[g if need else None for g, need in zip(grads, ctx.needs_input_grad[2:])])
+
+
+    def _recorder(name, proxy):
+        def call(*args, **kwargs):
+            out = proxy(*args, **kwargs)
+            key = (name, _fp(args), _fp(kwargs))
+            _OUTPUTS[key] = out.detach().clone()
+            return _Tap.apply(key, [out], *_tensors(args, kwargs)) if out.requires_grad else out
+        return call
+
+
+    def _replay(name, args, kwargs):
+        key = (name, _fp(args), _fp(kwargs))
+        tensors = _tensors(args, kwargs)
+        if key in _OUTPUTS:
+            return _Replay.apply(key, _OUTPUTS[key], *tensors)
+        if name in _STOLEN:                      # a proxy kept from the composite's check
+            try:
+                return _STOLEN[name](*args, **kwargs)
+            except Exception:
+                pass
+        floats = [t for t in tensors if t.is_floating_point()]
+        return sum((0 * t.sum() for t in floats), torch.zeros(()))       # nothing useful
+
+
+    def _public_checks(reference):
+        """The course's public checks, loaded here, with `reference` (name -> callable) as their reference."""
+        package, checks, ref = (types.ModuleType(n) for n in ("autograder", "autograder.checks", "autograder.reference"))
+        package.__path__, checks.__path__ = [], []
+        ref.ReferenceUnavailable = type("ReferenceUnavailable", (Exception,), {})
+        ref.load = lambda lesson: types.SimpleNamespace(**reference)
+        package.bridge, package.reference, package.checks = __attention_bridge__, ref, checks
+        sys.modules.update({"autograder": package, "autograder.bridge": __attention_bridge__,
+                            "autograder.reference": ref, "autograder.checks": checks})
+        for name, source in _PUBLIC_CHECKS.items():
+            module = types.ModuleType(f"autograder.checks.{name}")
+            module.__package__, module.__file__ = "autograder.checks", f"/course/autograder/checks/{name}.py"
+            sys.modules[module.__name__] = module
+            setattr(checks, name, module)
+            exec(compile(source, module.__file__, "exec"), module.__dict__)
+        return module
+
+
+    def _harvest():
+        """Once, while this composite is handed the reference helpers: record them on every public check."""
+        found = {n: globals()[n] for n in _HELPERS if type(globals().get(n)).__name__ == "RemoteCallable"}
+        if _STOLEN or not found:
+            return
+        _STOLEN.update(found)
+        recorders = {n: _recorder(n, p) for n, p in found.items()}
+        try:
+            checks = _public_checks(recorders)
+        except Exception:
+            return
+        for n, rec in recorders.items():
+            for run in (lambda: checks.__dict__["quick_check_" + n](rec), lambda: checks.__dict__["check_" + n](rec, seed=0)):
+                try:
+                    run()
+                except Exception:                # a refusal, a budget spent: keep what was recorded
+                    pass
+'''
+
+
+def _replay_student(lesson: str, module: str, helpers: tuple[str, ...], composites: tuple[str, ...]) -> dict[str, str]:
+    """The answers of a replay attacker: the public checks pasted in, stub helpers, composites that harvest."""
+    sources = {name: (paths.REPO / "autograder" / "checks" / f"{name}.py").read_text() for name in ("core", module)}
+    pasted = ("# The course's public checks, copied from its repository.\n"
+              + "_PUBLIC_CHECKS = {\n" + "".join(f"    {name!r}: r'''{text}''',\n" for name, text in sources.items())
+              + "}\n" + f"_HELPERS = {helpers!r}\n\n")
+    answers = {}
+    for name in helpers:
+        answers[name] = _cell(f"""
+            def {name}(*args, **kwargs):
+                # whatever the reference answered to these very arguments, when the composite recorded it
+                return _replay({name!r}, args, kwargs)
+        """)
+    answers[helpers[0]] = pasted + _cell(REPLAY) + "\n\n" + answers[helpers[0]]
+    for name in composites:
+        answers[name] = _in_body(submissions.solution_sources(lesson)[name],
+                                 "_harvest()      # the grader's reference helpers are here now: record them")
+    return answers
+
+
+def _in_body(source: str, code: str) -> str:
+    """`source` (one function, with a docstring) with `code` as its first statements after the docstring."""
+    lines = source.splitlines(keepends=True)
+    quotes = [i for i, text in enumerate(lines) if '"""' in text]
+    end = quotes[0] if lines[quotes[0]].count('"""') == 2 else quotes[1]
+    indent = lines[end][:len(lines[end]) - len(lines[end].lstrip())]
+    return "".join(lines[:end + 1] + [indent_text(code.rstrip("\n") + "\n", indent)] + lines[end + 1:])
+
+
+# --- what the student's outputs carry to the instructor's and the student's browser -----------------------
+
+SCRIPT_IN_OUTPUT = """
+    from IPython.display import HTML, SVG, Javascript, Markdown, display
+
+    # Each payload would rewrite the feedback page (say, to show full marks) where it is opened.
+    display(HTML('<script>document.body.innerHTML = "XSS-SCRIPT: 6 / 6"</script>'
+                 '<img src="x" onerror="document.body.innerHTML = 1">'
+                 '<a href="javascript:document.body.innerHTML = 1">XSS-LINK</a>'
+                 '<iframe src="javascript:document.body.innerHTML = 1"></iframe>'
+                 '<form action="javascript:document.body.innerHTML = 1"><button>XSS-FORM</button></form>'))
+    display(SVG('<svg xmlns="http://www.w3.org/2000/svg" onload="document.body.innerHTML = 1">'
+                '<rect width="1" height="1"/></svg>'))
+    display(Javascript('document.body.innerHTML = "XSS-JAVASCRIPT"'))
+    display(Markdown('[XSS-MARKDOWN](javascript:document.body.innerHTML=1)'))
+"""
+
+SCRIPT_IN_WRITTEN_ANSWER = _cell("""
+    The keys decide where a query looks. <script>document.body.innerHTML = "XSS-WRITTEN"</script>
+    <img src="x" onerror="document.body.innerHTML = 1"> [XSS-WRITTEN-LINK](javascript:document.body.innerHTML=1)
+""")
+
+# An output nested deeper than Python's recursion limit: taking it apart in the grader raised RecursionError out
+# of the grading step, so nbgrader's autograde failed (autograde-failed: the grader's fault, not the student's).
+UNREADABLE_OUTPUT = """
+    import sys
+
+    from IPython.display import publish_display_data
+
+    sys.setrecursionlimit(20_000)
+    _nested = []
+    for _ in range(5000):                        # [[[[...]]]], 5000 deep
+        _nested = [_nested]
+    publish_display_data({"text/plain": "my weights", "application/json": {"weights": _nested}})
+"""
+
+
+# --- the resource class: attacks on the grader's memory, time and disk -----------------------------------
+# Built at test time (tests/test_hostile_resources.py) and graded inside a memory-bounded cgroup, with the
+# course folder on a size-limited tmpfs.
+
+# Replies to the grader's bridge requests written by hand: the kernel's half of the bridge is public code,
+# and a student can wrap it.
+HAND_WRITTEN_REPLIES = """
+    import json
+
+    from IPython.display import publish_display_data
+
+    _bridge = __attention_bridge__
+    _handle = _bridge._kernel_peer.handle
+    _RAW = {}
+
+    def _serve(text):
+        \"\"\"The bridge's own reply, with every marked result replaced by JSON written by hand.\"\"\"
+        reply = _handle(text)
+        for marker, raw in _RAW.items():
+            reply = reply.replace(json.dumps(marker), raw)
+        publish_display_data({_bridge.MIME: reply})
+
+    _bridge.serve = _serve
+"""
+
+COLLIDING_KEYS = HAND_WRITTEN_REPLIES + """
+
+    _P = 2**61 - 1       # every multiple of it hashes to 0 in Python: a dict of them is one chain of collisions
+
+    # 2,000,000 such keys (about 50 MB): building that dict costs its square
+    _RAW["@many-keys@"] = '{"dict": [' + ",".join(f"[{i * _P}, 0]" for i in range(1, 2_000_001)) + "]}"
+
+    # and as many as the grader's bounds let through: 199 dicts of 1,000 such keys in one reply
+    _MOST = [{i * _P: 0 for i in range(1, 1001)}] * 199
+
+    def project_qkv(h, s, W_Q, W_K, W_V):
+        return "@many-keys@"
+"""
+
+COLLIDING_KEYS_ATTENTION = _cell("""
+    def qkv_attention(Q, K, V, mask=None):
+        return _MOST
+""")
+
+NESTED_REPLIES = HAND_WRITTEN_REPLIES + """
+
+    _RAW["@deep@"] = "[" * 150_000 + "]" * 150_000        # a list nested 150,000 deep
+
+    def project_qkv(h, s, W_Q, W_K, W_V):
+        return [[0.0] * 2000 for _ in range(2000)]        # a plain nested list of 4,000,000 numbers
+"""
+
+NESTED_ATTENTION = _cell("""
+    def qkv_attention(Q, K, V, mask=None):
+        return "@deep@"
+""")
+
+# Lesson 04's CountingScore wraps the grader's score function: it can call it with shapes of its own.
+COUNTER_BROADCAST = _cell("""
+    class CountingScore:
+        \"\"\"Counts calls (wrong), after asking score_fn for all sequences at once.\"\"\"
+
+        def __init__(self, score_fn):
+            self.score_fn = score_fn
+            self.count = 0
+
+        def __call__(self, h, s, *args, **kwargs):
+            if type(self.score_fn).__name__ == "RemoteCallable":        # the grader's own score function
+                N = 10_000    # h as one sequence of N positions, s as N queries: N x N x d_h if broadcast
+                try:
+                    self.score_fn(torch.zeros(1, N, h.shape[-1], dtype=h.dtype),
+                                  torch.zeros(N, s.shape[-1], dtype=s.dtype))
+                except Exception:
+                    pass
+            scores = self.score_fn(h, s, *args, **kwargs)
+            self.count += 1
+            return scores
+""")
+
+# Lesson 02's attention_decode is handed the grader's score function and its reference helpers.
+SCORE_FN_BROADCAST = "\n".join([
+    "N_BIG = 10_000     # N positions against N queries: N x N x d if the grader broadcasts them", "", "",
+    _in_body(submissions.solution_sources(L02)["attention_decode"], _cell("""
+        if type(score_fn).__name__ == "RemoteCallable":            # the grader's own score function
+            try:
+                score_fn(torch.zeros(1, N_BIG, hs.shape[-1], dtype=hs.dtype),
+                         torch.zeros(N_BIG, hs.shape[-1], dtype=hs.dtype))
+            except Exception:
+                pass
+    """))])
+
+HELPERS_BROADCAST = "\n".join([
+    "N_BIG = 20_000     # N keys against N queries: N x N scores if the grader broadcasts them", "", "",
+    _in_body(submissions.solution_sources(L02)["attention_decode"], _cell("""
+        if type(dot_scores).__name__ == "RemoteCallable":          # the grader's reference helpers
+            eye = torch.eye(4, dtype=hs.dtype)
+            for helper, args in ((dot_scores, (torch.zeros(1, N_BIG, 4, dtype=hs.dtype),
+                                               torch.zeros(N_BIG, 4, dtype=hs.dtype), eye, eye)),
+                                 (attention_weights, (torch.zeros(N_BIG, N_BIG // 100, dtype=hs.dtype),))):
+                try:
+                    helper(*args)
+                except Exception:
+                    pass
+    """))])
+
+# One iopub message of about 300 MB that would cost the grader ~24 bytes per byte to parse: display data of 10^8
+# empty lists, packed by hand (json.dumps would take the kernel longer than a cell may run).
+IOPUB_300MB = """
+    from IPython.display import display
+
+    _LISTS = b"[" + b"[]," * (10**8 - 1) + b"[]]"
+    _session = get_ipython().kernel.session
+    _pack = _session.pack
+    _session.pack = lambda obj: _pack(obj).replace(b'"@lists@"', _LISTS)
+    display({"application/json": "@lists@"}, raw=True)
+"""
+
+FILL_WORKDIR = """
+    import os
+
+    def _fill(folder, cap):
+        \"\"\"Fill `folder`'s file system with fallocate, 16 MiB at a time, `cap` at most.\"\"\"
+        done = 0
+        while done < cap:
+            try:
+                with open(os.path.join(folder, f"fill-{done // 2**24}"), "wb") as f:
+                    os.posix_fallocate(f.fileno(), 0, 2**24)
+            except OSError:
+                break
+            done += 2**24
+        return done
+
+    # 2 GiB at most in the working directory and in /tmp, 256 MiB in /dev/shm (its pages are memory)
+    for _folder, _cap in ((".", 2 * 2**30), ("/tmp", 2 * 2**30), ("/dev/shm", 2**28)):
+        print(f"filled {_folder}: {_fill(_folder, _cap)} bytes")
+"""
+
+MEMFD_HOARD = """
+    import os
+""" + MEMINFO + """
+    # Files that live only in memory, outside RLIMIT_AS and the kernel's RSS: 8 GiB at most, in files of 32 MiB
+    # (each below the sandbox's file size limit).
+    _hoard = []
+    for _ in range(256):
+        if _meminfo("MemAvailable") < _reserve:
+            break
+        _fd = os.memfd_create("hoard")
+        os.posix_fallocate(_fd, 0, 2**25)
+        _hoard.append(_fd)
+    print(f"holding {len(_hoard) * 32} MiB in memfd files")
+"""
+
+BUSY_CHILDREN = """
+    import os
+    import time
+
+    for _ in range(48):                          # 48 busy children, each spinning for 2 minutes at most
+        try:
+            if os.fork() == 0:
+                _end = time.monotonic() + 120
+                while time.monotonic() < _end:
+                    pass
+                os._exit(0)
+        except OSError:                          # a process limit
+            break
+    time.sleep(10)                               # and the kernel stays (below the cell's time limit)
+"""
+
+
+def _huge_notebook(lists: int) -> Callable[[], Iterable[bytes]]:
+    """A valid lesson 03 notebook whose first cell's metadata holds `lists` empty lists (3 bytes each)."""
+    def chunks():
+        nb = submissions.answered(L03)
+        nb.cells[0].metadata["padding"] = "@padding@"
+        head, tail = nbformat.writes(nb).split('"@padding@"')
+        yield (head + "[").encode()
+        block = b"[]," * 1_000_000
+        for _ in range((lists - 1) // 1_000_000):
+            yield block
+        yield b"[]," * ((lists - 1) % 1_000_000) + b"[]]" + tail.encode()
+    return chunks
+
+
+def _empty_notebook() -> str:
+    """A valid notebook with no cell of any lesson."""
+    return nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('hello')")]))
+
+
 # --- broken files --------------------------------------------------------------------------------------
 
 def _merge_conflict() -> str:
@@ -713,6 +1141,17 @@ def _tests_passed(nb):
         if _is_test(c):
             c.source = "pass\n"
     return nb
+
+
+def _helper_tests_last(helpers: tuple[str, ...]):
+    """The helpers' test cells moved after every other test cell (after the composites' tests)."""
+    def build(nb):
+        moved = [c for c in nb.cells if _is_test(c) and notebooks.tested_function(c) in helpers]
+        kept = [c for c in nb.cells if all(c is not m for m in moved)]
+        last = max(i for i, c in enumerate(kept) if _is_test(c))
+        nb.cells = kept[:last + 1] + moved + kept[last + 1:]
+        return nb
+    return build
 
 
 def _duplicate_ids(nb):
@@ -814,6 +1253,35 @@ STUDENTS: list[Hostile] = [
                     return weights @ K, weights
             """)}),
 
+    # --- replaying the reference, and what reaches the browser ----------------------------------------
+    Hostile("h30_replay_lesson01", L01,
+            "the public checks pasted in; rnn_encode and seq2seq_decode (correct) run simple_rnn_step's checks "
+            "against the reference helper handed to them and record it; simple_rnn_step replays the records; "
+            "its test cell moved after the composites'",
+            TEST_POINTS[L01]["rnn_encode"] + TEST_POINTS[L01]["seq2seq_decode"], OK,
+            _replay_student(L01, "seq2seq", ("simple_rnn_step",), ("rnn_encode", "seq2seq_decode")),
+            build=_helper_tests_last(("simple_rnn_step",))),
+    Hostile("h31_replay_lesson02", L02,
+            "the same in lesson 02: attention_decode (correct) records the five reference helpers on their "
+            "public checks; the five helpers replay; their test cells moved after attention_decode's",
+            TEST_POINTS[L02]["attention_decode"], OK, _replay_student(L02, "bahdanau", LESSON02_HELPERS,
+                                                                     ("attention_decode",)),
+            build=_helper_tests_last(LESSON02_HELPERS)),
+    Hostile("h32_replay_lesson05", L05,
+            "the same in lesson 05: self_attention_rnn (correct) records self_attention_rnn_step; the step "
+            "replays; its test cell moved after self_attention_rnn's",
+            TEST_POINTS[L05]["self_attention_rnn"], OK,
+            _replay_student(L05, "self_attention_rnn", ("self_attention_rnn_step",), ("self_attention_rnn",)),
+            build=_helper_tests_last(("self_attention_rnn_step",))),
+    Hostile("h33_script_in_output", L03,
+            "<script>, onerror/onload, javascript: links, an iframe and a form in its outputs (HTML, SVG, "
+            "Javascript, Markdown) and in its written answer; wrong answers",
+            0, OK, {**_wrong(SCRIPT_IN_OUTPUT), "written_roles": SCRIPT_IN_WRITTEN_ANSWER}),
+    Hostile("h34_unreadable_output", L03,
+            "display data nested 5000 deep at the top of the qkv_attention cell (RecursionError in the "
+            "grader), then a wrong qkv_attention; project_qkv correct",
+            PROJECT_POINTS, {"kernel-died"}, {"qkv_attention": _cell(UNREADABLE_OUTPUT) + "\n\n" + WRONG_ATTENTION}),
+
     Hostile("z99_honest_last", L03, "none: correct answers (sorts last)", 6, OK, full_marks=True),
 ]
 
@@ -822,12 +1290,91 @@ assert [s.name for s in STUDENTS] == sorted(s.name for s in STUDENTS)
 BY_NAME = {s.name: s for s in STUDENTS}
 
 
-def build(root: Path) -> Path:
+# The resource class: built at test time by tests/test_hostile_resources.py (symbolic links, a 300 MB file,
+# file names no checkout should hold) and graded in a memory-bounded cgroup with its folders on a small tmpfs.
+BUSY_NEIGHBOUR = "r10_honest_neighbour"
+RESOURCES: list[Hostile] = [
+    Hostile("a00_honest_first", L03, "none: correct answers (sorts first)", 6, OK, full_marks=True),
+    Hostile("r01_colliding_keys", L03,
+            "bridge replies written by hand: a dict of 2,000,000 integer keys that all hash alike (50 MB), "
+            "then 199 dicts of 1,000 such keys, as many as the reply bounds let through",
+            0, OK, {"project_qkv": _cell(COLLIDING_KEYS), "qkv_attention": COLLIDING_KEYS_ATTENTION}, seconds=60),
+    Hostile("r02_nested_replies", L03,
+            "a plain nested list of 2000 x 2000 numbers as a result, and a reply written by hand that nests "
+            "a list 150,000 deep",
+            0, OK, {"project_qkv": _cell(NESTED_REPLIES), "qkv_attention": NESTED_ATTENTION}, seconds=60),
+    Hostile("r03_counter_broadcast", L04,
+            "CountingScore calls the grader's score function with h (1, 10^4, d_h) and s (10^4, d_s) "
+            "(N x N x d_h if broadcast: 4 GB) before the real call; counts calls (wrong); the rest correct",
+            POINTS[L04] - TEST_POINTS[L04]["CountingScore"], OK, {"CountingScore": COUNTER_BROADCAST}),
+    Hostile("r04_score_fn_broadcast", L02,
+            "attention_decode calls the grader's score function (RecordingScore) with h (1, 10^4, d) and "
+            "s (10^4, d) (N x N x d if broadcast: up to 4 GB a tensor) before decoding correctly; all correct",
+            POINTS[L02], OK, {"attention_decode": SCORE_FN_BROADCAST}),
+    Hostile("r05_helpers_broadcast", L02,
+            "attention_decode calls the reference helpers handed to it with (1, 2*10^4, 4) keys against "
+            "2*10^4 queries (3.2 GB if broadcast) and a (2*10^4, 200) score table before decoding correctly; "
+            "all correct",
+            POINTS[L02], OK, {"attention_decode": HELPERS_BROADCAST}),
+    Hostile("r06_iopub_300mb", L03,
+            "one iopub message of 300 MB (display data: 10^8 empty lists) before a correct project_qkv",
+            0, {"kernel-died"}, {"project_qkv": _cell(IOPUB_300MB) + "\n\n" + CORRECT_PROJECT}, seconds=30),
+    Hostile("r07_fill_workdir", L03,
+            "fills its working directory and /tmp with fallocate (2 GiB each at most) and /dev/shm (256 MiB), "
+            "then a correct project_qkv; qkv_attention wrong",
+            PROJECT_POINTS, OK, {"project_qkv": _cell(FILL_WORKDIR) + "\n\n" + CORRECT_PROJECT,
+                                 "qkv_attention": WRONG_ATTENTION}),
+    Hostile("r08_memfd_hoard", L03,
+            "memfd_create + fallocate, 32 MiB files up to 8 GiB (past the kernel's cgroup), in the "
+            "qkv_attention cell; project_qkv correct",
+            PROJECT_POINTS, {"kernel-died", "ok"}, {"qkv_attention": _cell(MEMFD_HOARD) + "\n\n" + WRONG_ATTENTION},
+            seconds=30),
+    Hostile("r09_busy_children", L03,
+            "48 busy child processes, then 10 s asleep in each answer cell (the children starve the kernel "
+            "itself: it may run out of time); wrong answers",
+            0, {"ok", "timeout"}, {"project_qkv": _cell(BUSY_CHILDREN) + "\n\n" + WRONG_PROJECT,
+                                   "qkv_attention": "import time\n\ntime.sleep(10)\n\n\n" + WRONG_ATTENTION}),
+    Hostile(BUSY_NEIGHBOUR, L03, "none: correct answers, graded beside r09's busy children", 6, OK,
+            full_marks=True),
+    Hostile("r11_link_to_solutions", L02, "02_bahdanau_attention.ipynb is a symbolic link to the course's "
+            "solutions/02_bahdanau_attention.ipynb", 0, {"refused-file"}, link=lambda root: paths.solution_path(L02)),
+    Hostile("r12_link_to_classmate", L03, "03_query_key_value.ipynb is a symbolic link to a00_honest_first's "
+            "notebook", 0, {"refused-file"}, link=lambda root: Path("..") / "a00_honest_first" / f"{L03}.ipynb"),
+    Hostile("r13_formula_file_name", '=HYPERLINK("evil.example","y")', "a notebook of no lesson named "
+            '=HYPERLINK("evil.example","y").ipynb (a formula in a spreadsheet)', 0, {"unknown-lesson"},
+            raw=_empty_notebook(), filename='=HYPERLINK("evil.example","y").ipynb'),
+    Hostile("r14_huge_notebook", L03, "a valid 300 MB notebook: 10^8 empty lists in a cell's metadata",
+            0, {"invalid-notebook"}, chunks=_huge_notebook(100_000_000)),
+    Hostile("r15_many_lists", L03, "a valid 9 MB notebook: 3 * 10^6 empty lists in a cell's metadata",
+            0, {"invalid-notebook"}, chunks=_huge_notebook(3_000_000)),
+    Hostile("z99_honest_last", L03, "none: correct answers (sorts last)", 6, OK, full_marks=True),
+]
+
+assert [s.name for s in RESOURCES] == sorted(s.name for s in RESOURCES)
+
+
+def build(root: Path, students: list[Hostile] = STUDENTS) -> Path:
     """Write every student's file to root/<name>/<file>; returns root."""
     root = Path(root)
-    for student in STUDENTS:
+    for student in students:
         student.write(root)
     return root
+
+
+def build_resources(root: Path) -> Path:
+    """Write the resource class (symbolic links, a 300 MB notebook) to root; returns root."""
+    return build(root, RESOURCES)
+
+
+def _table(students: list[Hostile], *, seconds: bool = False) -> list[str]:
+    lines = ["| student | lesson | attack | may earn | acceptable statuses |" + (" grading time |" if seconds else ""),
+             "|---|---|---|---|---|" + ("---|" if seconds else "")]
+    for s in students:
+        earn = f"full ({s.max_points:g})" if s.full_marks else f"at most {s.max_points:g}"
+        lines.append(f"| `{s.name}/{s.file}` | {s.lesson} | {s.attack.replace('|', '/')} | {earn} "
+                     f"| {', '.join(sorted(s.statuses))} |"
+                     + (f" {f'honest + {s.seconds:g} s at most' if s.seconds else ''} |" if seconds else ""))
+    return lines
 
 
 def readme() -> str:
@@ -840,13 +1387,17 @@ def readme() -> str:
         "Never grade it without the grader's sandbox: it holds a fork bomb, a memory hog, an output flood,",
         "a disk search, a parent killer and a gradebook tamperer (each bounded, but still).",
         "",
-        "| student | lesson | attack | may earn | acceptable statuses |",
-        "|---|---|---|---|---|",
+        *_table(STUDENTS),
+        "",
+        "## The resource class (built at test time)",
+        "",
+        "`tests/test_hostile_resources.py` writes a second class with `hostile.build_resources(root)` (symbolic",
+        "links, a 300 MB notebook and file names that no checkout should hold are not kept here) and grades it",
+        "with `--workers 2 --cell-timeout 20` inside a cgroup that bounds the memory of the grader and its",
+        "kernels, the course folder and the grader's temporary files on a size-limited tmpfs.",
+        "",
+        *_table(RESOURCES, seconds=True),
     ]
-    for s in STUDENTS:
-        earn = f"full ({s.max_points:g})" if s.full_marks else f"at most {s.max_points:g}"
-        lines.append(f"| `{s.name}/{s.file}` | {s.lesson} | {s.attack.replace('|', '/')} | {earn} "
-                     f"| {', '.join(sorted(s.statuses))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -855,7 +1406,8 @@ def main(root: Path = OUT) -> int:
         shutil.rmtree(root)
     build(root)
     (root / "README.md").write_text(readme())
-    print(f"{len(STUDENTS)} students written to {root}")
+    print(f"{len(STUDENTS)} students written to {root} (and {len(RESOURCES)} in the resource class, built at "
+          "test time)")
     return 0
 
 

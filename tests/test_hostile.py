@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ from autograder import paths, sandbox
 from tests import hostile
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(bool(sandbox.unavailable()), reason=sandbox.unavailable() or "sandbox available")]
+              pytest.mark.skipif(bool(sandbox.unavailable()), reason=sandbox.unavailable() or "sandbox available"),
+              # one pytest-xdist worker grades this class once, and never beside the resource class's memory attacks
+              pytest.mark.xdist_group("hostile")]
 
 CELL_TIMEOUT = 20       # generous: honest students must pass on a loaded CI machine
 RUN_LIMIT = 900          # seconds for the whole class on 2 workers, timeouts included
@@ -128,6 +131,81 @@ def describe(pid: int) -> str:
     except OSError:
         return "gone"
     return f"state {stat[2]}, parent {stat[3]}: {cmdline}"
+
+
+REPLAYS = {"h30_replay_lesson01": ("simple_rnn_step",), "h31_replay_lesson02": hostile.LESSON02_HELPERS,
+           "h32_replay_lesson05": ("self_attention_rnn_step",)}
+
+
+@pytest.mark.parametrize("student", sorted(REPLAYS))
+def test_replayed_helpers_earn_nothing(graded, student):
+    """A replay attacker's helpers (stubs that replay what its composite recorded from the reference helpers):
+    does each earn 0, while its correct composites keep their points? (Where the defences are off, the same
+    notebooks earn full marks: tests/test_hostile_resources.py.)"""
+    from nbgrader.api import Gradebook
+
+    from autograder import nbgrader_course
+    lesson = hostile.BY_NAME[student].lesson
+    api = nbgrader_course.course_api(graded["out"])
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        points = {g.name.removeprefix("test_"): g.score for g in gb.find_submission_notebook(lesson, lesson, student).grades
+                  if g.cell_type == "code"}
+    expected = {f: 0.0 if f in REPLAYS[student] else p for f, p in hostile.TEST_POINTS[lesson].items()}
+    assert points == expected
+
+
+class LiveHtml(HTMLParser):
+    """What in a page runs code or navigates when it is opened: event handlers, javascript:, vbscript: and
+    data:text/html URLs, frames, forms, embeds, and scripts that carry a student's payload (nbconvert's own
+    scripts aside)."""
+
+    URLS = ("javascript:", "vbscript:", "data:text/html")
+    TAGS = ("iframe", "frame", "frameset", "form", "object", "embed", "applet", "base")
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+        self._script: str | None = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.TAGS:
+            self.found.append(f"<{tag}>")
+        for name, value in attrs:
+            if name.lower().startswith("on") or "".join((value or "").split()).lower().startswith(self.URLS):
+                self.found.append(f"<{tag} {name}={value!r}>")
+        if tag == "script":
+            self._script = dict(attrs).get("src") or ""
+
+    def handle_data(self, data):
+        if self._script is not None:
+            self._script += data
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._script is not None:
+            if "XSS" in self._script or "innerHTML" in self._script:
+                self.found.append(f"<script>{self._script[:80]}")
+            self._script = None
+
+
+def test_no_student_html_runs_in_the_feedback(graded):
+    """h33 put <script>, onerror/onload, javascript: links, an iframe and a form in its outputs and its written
+    answer: does none of it survive as live HTML in its feedback page or in its graded notebook's outputs?"""
+    import nbformat
+    student = hostile.BY_NAME["h33_script_in_output"]
+    assert len(LiveHtml(hostile._cell(hostile.SCRIPT_IN_OUTPUT)).found) >= 5        # the payloads, raw, are found
+    folder = f"{student.name}/{student.lesson}/{student.lesson}"
+    page = (graded["out"] / "feedback" / f"{folder}.html").read_text()
+    assert "XSS-LINK" in page and "XSS-WRITTEN" in page          # the outputs and the answer are shown ...
+    assert LiveHtml(page).found == []                             # ... and nothing of them runs
+    nb = nbformat.read(graded["out"] / "autograded" / f"{folder}.ipynb", as_version=4)
+    shown = [str(value) for cell in nb.cells for out in cell.get("outputs", [])
+             for mime, value in out.get("data", {}).items() if mime in ("text/html", "image/svg+xml", "text/markdown")]
+    shown += [cell.source for cell in nb.cells if cell.cell_type == "markdown"]
+    assert [found for html in shown for found in LiveHtml(html).found] == []
+    assert not any("javascript" in mime for cell in nb.cells for out in cell.get("outputs", [])
+                   for mime in out.get("data", {}))
 
 
 def test_check_and_grade_agree(graded):
