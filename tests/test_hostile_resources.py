@@ -52,14 +52,9 @@ BY_NAME = {s.name: s for s in hostile.RESOURCES}
 
 # Attacks that get through, as measured; each is expected to fail its test (strictly: a fix makes it pass,
 # and then this entry must go).
-KNOWN_HOLES = {
-    "r04_score_fn_broadcast":
-        "lesson 02's RecordingScore (autograder/checks/bahdanau.py), the score function check_attention_decode "
-        "hands to the student's attention_decode, is not bounded: it computes -((h - (s @ W.T)[:, None, :])**2)"
-        ".sum(-1) for any shapes the kernel sends, so h (1, 10^4, d) and s (10^4, d) make the grading worker "
-        "allocate N x N x d (4 GB a tensor); the grader's cgroup kills the worker, twice, and the notebook "
-        "ends grader-died",
-}
+# Attacks that still get through, as students whose test is a strict xfail (none at present: lesson 02's
+# RecordingScore, the last one, now bounds its calls' shapes before computing).
+KNOWN_HOLES: dict[str, str] = {}
 
 # The grading run, observed: its main process's peak memory and its children's, and when each notebook's
 # grading started and ended (the grader records a job in its state file before it starts and when it ends).

@@ -11,7 +11,7 @@ import itertools
 import torch
 
 from .. import reference
-from .core import cases, generator, randn, reference_helpers, Student
+from .core import CheckFailed, cases, generator, randn, reference_helpers, Student
 
 LESSON = "02_bahdanau_attention"
 HELPERS = ("additive_scores", "dot_scores", "attention_weights", "context_vector", "attention_decoder_step")
@@ -244,12 +244,28 @@ def check_attention_decoder_step(fn, *, device=None, seed=0):
 # --- the whole decoder -----------------------------------------------------------------------------
 
 class RecordingScore:
-    """A score function that remembers every (h, s) it was called with: the check's probe."""
+    """A score function that remembers every (h, s) it was called with: the check's probe.
 
-    def __init__(self, W):
-        self.W, self.calls = W, []
+    Bounded before anything is computed: at most `max_calls` calls, each with h of (batch, m, d) and s of
+    (batch, d) for the W it was made with and sizes of at most `max_size`, so an answer that calls it
+    with shapes of its own (say (1, 10**6, d) against (10**6, d)) cannot make the grader broadcast
+    into gigabytes.
+    """
+
+    def __init__(self, W, max_calls: int = 64, max_size: int = 64):
+        self.W, self.calls, self.max_calls, self.max_size = W, [], max_calls, max_size
 
     def __call__(self, h, s):
+        if len(self.calls) >= self.max_calls:
+            raise CheckFailed(f"score_fn was called more than {self.max_calls} times: call it once per decoder step.")
+        d_h, d_s = self.W.shape[0], self.W.shape[1]
+        ok = isinstance(h, torch.Tensor) and isinstance(s, torch.Tensor) and h.dim() == 3 and s.dim() == 2 \
+            and h.shape[0] == s.shape[0] and h.shape[2] == d_h and s.shape[1] == d_s \
+            and max(h.shape + s.shape) <= self.max_size
+        if not ok:
+            what = lambda x: tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise CheckFailed(f"score_fn was called with h of shape {what(h)} and s of shape {what(s)}: it takes "
+                              f"all the encoder states hs (batch, m, {d_h}) and one decoder state (batch, {d_s}).")
         self.calls.append((h.detach(), s.detach()))
         # Negative squared distance after a fixed linear map: an alignment no lesson grades.
         return -((h - (s @ self.W.T)[:, None, :]) ** 2).sum(-1)
