@@ -1313,12 +1313,13 @@ RESOURCES: list[Hostile] = [
             POINTS[L02], OK, {"attention_decode": SCORE_FN_BROADCAST}),
     Hostile("r05_helpers_broadcast", L02,
             "attention_decode calls the reference helpers handed to it with (1, 2*10^4, 4) keys against "
-            "2*10^4 queries (3.2 GB if broadcast) and a (2*10^4, 200) score table before decoding correctly; "
-            "all correct",
-            POINTS[L02], OK, {"attention_decode": HELPERS_BROADCAST}),
+            "2*10^4 queries (3.2 GB if broadcast) and a (2*10^4, 200) score table (32 MB a call: on a loaded "
+            "machine the composite's test may run out of time) before decoding correctly; all correct",
+            POINTS[L02], {"ok", "timeout"}, {"attention_decode": HELPERS_BROADCAST}),
     Hostile("r06_iopub_300mb", L03,
-            "one iopub message of 300 MB (display data: 10^8 empty lists) before a correct project_qkv",
-            0, {"kernel-died"}, {"project_qkv": _cell(IOPUB_300MB) + "\n\n" + CORRECT_PROJECT}, seconds=30),
+            "one iopub message of 300 MB (display data: 10^8 empty lists) before a correct project_qkv (a "
+            "loaded machine may run out of time first; the grader's memory is checked either way)",
+            0, {"kernel-died", "timeout"}, {"project_qkv": _cell(IOPUB_300MB) + "\n\n" + CORRECT_PROJECT}, seconds=30),
     Hostile("r07_fill_workdir", L03,
             "fills its working directory and /tmp with fallocate (2 GiB each at most) and /dev/shm (256 MiB), "
             "then a correct project_qkv; qkv_attention wrong",
@@ -1328,7 +1329,7 @@ RESOURCES: list[Hostile] = [
             "memfd_create + fallocate, 32 MiB files up to 8 GiB (past the kernel's cgroup), in the "
             "qkv_attention cell; project_qkv correct",
             PROJECT_POINTS, {"kernel-died", "ok"}, {"qkv_attention": _cell(MEMFD_HOARD) + "\n\n" + WRONG_ATTENTION},
-            seconds=30),
+            seconds=60),
     Hostile("r09_busy_children", L03,
             "48 busy child processes, then 10 s asleep in each answer cell (the children starve the kernel "
             "itself: it may run out of time); wrong answers",

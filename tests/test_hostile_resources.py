@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -50,10 +51,9 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids", "cpu")
 BY_NAME = {s.name: s for s in hostile.RESOURCES}
 
-# Attacks that get through, as measured; each is expected to fail its test (strictly: a fix makes it pass,
-# and then this entry must go).
-# Attacks that still get through, as students whose test is a strict xfail (none at present: lesson 02's
-# RecordingScore, the last one, now bounds its calls' shapes before computing).
+# Attacks that still get through, as measured: student name -> what happens. Each such student's test is a
+# strict xfail (a fix makes it pass, and then its entry must go). None at present: lesson 02's RecordingScore,
+# the last one, now bounds its calls' shapes before computing.
 KNOWN_HOLES: dict[str, str] = {}
 
 # The grading run, observed: its main process's peak memory and its children's, and when each notebook's
@@ -207,6 +207,7 @@ def graded_in_bounds(tmp: Path, students: list[hostile.Hostile]):
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
             with open(out / "grades.csv", newline="") as f:
                 rows = list(csv.DictReader(f))
+            shutil.copytree(out / "logs", tmp / "logs")        # each notebook's log outlives the tmpfs
             deadline = time.monotonic() + 30          # a killed namespace's processes may take a moment to go
             while cgroups.processes() and time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -214,7 +215,7 @@ def graded_in_bounds(tmp: Path, students: list[hostile.Hostile]):
                    "left": cgroups.processes(), "peak": int((cgroups.memory() / "memory.max_usage_in_bytes").read_text()),
                    "grader_peak": int((cgroups.memory("grader") / "memory.max_usage_in_bytes").read_text()),
                    "grader_oom_kills": cgroups.oom_kills("grader")}
-            print(summary(run))
+            print(summary(run), f"\nlogs: {tmp / 'logs'}")
             yield run
     finally:
         cgroups.remove()
