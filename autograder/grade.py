@@ -40,7 +40,6 @@ from .preprocessors import status_of
 from .settings import DEFAULT, Settings
 
 CSV_COLUMNS = ["student", "lesson", "score", "max_score", "status"]
-CELL_TIMEOUT = DEFAULT.cell_timeout
 STATE_FILE = ".grading-state.json"
 LOCKED_RETRIES = 3
 MAX_ATTEMPTS = 2           # a notebook whose grading process died this often is not tried again
