@@ -106,11 +106,14 @@ def prepare_lessons(out: Path, lessons: set[str]) -> None:
             raise RuntimeError(f"nbgrader generate_assignment failed for {lesson}:\n{result.get('log', '')}")
 
 
-def autograde_one(out: Path, student: str, lesson: str, settings: Settings = DEFAULT) -> str:
+def autograde_one(out: Path, student: str, lesson: str, settings: Settings = DEFAULT, *,
+                  log_path: Path | None = None, seed: int | None = None) -> str:
     """Run nbgrader autograde and generate_feedback for one notebook; returns its status (a Status value).
 
-    Everything said while grading it (nbgrader's log, the grader's, the kernel's stderr) goes to its log."""
-    log_path = log_file(out, student, lesson)
+    Everything said while grading it (nbgrader's log, the grader's, the kernel's stderr) goes to its log,
+    `log_path` (default OUT/logs/<student>/<lesson>.log). `seed` fixes the hidden checks' seed (None:
+    this process's own)."""
+    log_path = log_path or log_file(out, student, lesson)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path, mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
@@ -119,7 +122,7 @@ def autograde_one(out: Path, student: str, lesson: str, settings: Settings = DEF
     previous_level = log.level
     log.setLevel(logging.DEBUG)
     try:
-        status, nbgrader_log = _autograde(out, student, lesson, settings)
+        status, nbgrader_log = _autograde(out, student, lesson, settings, seed)
         log.info("status: %s", status)
     finally:
         log.removeHandler(handler)
@@ -134,15 +137,16 @@ def log_file(out: Path, student: str, lesson: str) -> Path:
     return Path(out) / LOG_DIR / student / f"{lesson}.log"
 
 
-def _autograde(out: Path, student: str, lesson: str, settings: Settings) -> tuple[str, str]:
-    api = course_api(out, cell_timeout=settings.cell_timeout, sandboxed=settings.sandboxed)
+def _autograde(out: Path, student: str, lesson: str, settings: Settings, seed: int | None = None) -> tuple[str, str]:
+    api = course_api(out, cell_timeout=settings.cell_timeout, sandboxed=settings.sandboxed, seed=seed)
     # nbgrader's SQLAlchemy and traitlets warnings are not the instructor's business: kept out of the
     # terminal for this call only (they still reach the log through nbgrader's own log).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for _ in range(LOCKED_RETRIES):
             result = api.autograde(lesson, student, force=True)
-            # Workers share one SQLite gradebook: a write that found it locked is retried, never lost.
+            # The local pool's workers share one SQLite gradebook: a write that found it locked is retried,
+            # never lost.
             if result["success"] or "database is locked" not in result.get("log", "") + result.get("error", ""):
                 break
         text = result.get("log", "") + (f"\n{result['error']}" if result.get("error") else "")
@@ -303,9 +307,11 @@ def _executor(settings: Settings, scheduler: str | None):
     if scheduler:
         from dask.distributed import Client, wait as dask_wait
         with Client(scheduler) as client:
-            # pure=False: the same job submitted again (say after --force) must run again.
+            # pure=False: the same job submitted again (say after --force) must run again. At most two
+            # notebooks per worker thread wait on the cluster: a class's submissions are not all in memory.
             yield _Pool(lambda *args: client.submit(*args, pure=False), lambda: None,
-                        lambda fs: dask_wait(fs, return_when="FIRST_COMPLETED").done)
+                        lambda fs: dask_wait(fs, return_when="FIRST_COMPLETED").done,
+                        lambda: max(2, 2 * sum(client.nthreads().values())))
         return
     pools: list[ProcessPoolExecutor] = []
 
@@ -318,7 +324,7 @@ def _executor(settings: Settings, scheduler: str | None):
     renew()
     try:
         yield _Pool(lambda *args: pools[-1].submit(*args), renew,
-                    lambda fs: wait(fs, return_when=FIRST_COMPLETED).done)
+                    lambda fs: wait(fs, return_when=FIRST_COMPLETED).done, lambda: max(1, settings.workers))
     finally:
         if pools:
             pools[-1].shutdown(wait=True, cancel_futures=True)
@@ -329,11 +335,16 @@ class _Pool:
     submit: object          # (fn, *args) -> future
     renew: object           # () -> None: a new pool after a worker died
     first_done: object      # (futures) -> the set of those done (waits for one at least)
+    capacity: object        # () -> how many jobs may be in flight now
 
 
 def _run_all(out, todo, settings, progress, state, state_path, scheduler=None, verbose=False):
     """Grade `todo` with at most `settings.workers` notebooks in flight, each recorded as attempted before
-    it starts: a worker that dies costs only the notebooks it was grading a retry (then `grader-died`)."""
+    it starts: a worker that dies costs only the notebooks it was grading a retry (then `grader-died`).
+
+    On a Dask cluster (`scheduler`) a worker gets the submission itself and returns what it made
+    (`remote.grade_job`); this process alone writes it into OUT (`remote.record`)."""
+    from . import remote
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -342,7 +353,7 @@ def _run_all(out, todo, settings, progress, state, state_path, scheduler=None, v
     queue = list(todo)
     in_flight: dict = {}
     suspects: list[Job] = []
-    limit = max(1, settings.workers) if not scheduler else max(1, len(todo))
+    keys: dict[str, str] = {}
 
     def record(job, **entry):
         state[f"{job.student}/{job.lesson}"] = {"digest": job.digest, **entry}
@@ -364,19 +375,32 @@ def _run_all(out, todo, settings, progress, state, state_path, scheduler=None, v
         while queue or in_flight:
             # A job retried after its pool died runs alone: a neighbour that killed the pool must not
             # take it down twice.
-            while queue and len(in_flight) < limit and not (in_flight and queue[0] in suspects) \
+            while queue and len(in_flight) < pool.capacity() and not (in_flight and queue[0] in suspects) \
                     and not any(j in suspects for j in in_flight.values()):
                 job = queue.pop(0)
                 entry = state.get(f"{job.student}/{job.lesson}", {})
                 attempts = entry.get("attempts", 0) + 1 if entry.get("digest") == job.digest else 1
                 record(job, status=None, attempts=attempts)          # attempted, before it starts
-                in_flight[pool.submit(_run_job, out, job, settings)] = job
+                if not scheduler:
+                    in_flight[pool.submit(_run_job, out, job, settings)] = job
+                    continue
+                try:
+                    if job.lesson not in keys:
+                        keys[job.lesson] = verdict_key(job.lesson, settings)
+                    remote_job = remote.job_for(out, job.student, job.lesson, settings, keys[job.lesson])
+                except OSError as e:          # the submission vanished from OUT/submitted: this row's problem
+                    finish(job, remote.record(out, job.student, job.lesson, remote.failure(f"not sent to a worker: {e}")))
+                    continue
+                in_flight[pool.submit(remote.grade_job, remote_job)] = job
+            if not in_flight:
+                continue
             done = pool.first_done(list(in_flight))
             broken = False
             for future in done:
                 job = in_flight.pop(future)
                 try:
-                    _, status = future.result()
+                    result = future.result()
+                    status = remote.record(out, job.student, job.lesson, result) if scheduler else result[1]
                 except BrokenProcessPool:
                     broken = True
                     _retry_or_give_up(job, state, queue, suspects, finish)

@@ -38,9 +38,10 @@ configure(get_config(), Path(__file__).resolve().parent, cell_timeout={cell_time
 
 
 def configure(c: Config, root: Path, *, cell_timeout: int = DEFAULT.cell_timeout,
-              sandboxed: bool | None = DEFAULT.sandboxed) -> Config:
+              sandboxed: bool | None = DEFAULT.sandboxed, seed: int | None = None) -> Config:
     """Fill nbgrader's configuration `c` for the course folder `root`: the one place that says how this
-    course grades, used by `grade`, `check` and the course folder's own nbgrader_config.py."""
+    course grades, used by `grade`, `check` and the course folder's own nbgrader_config.py. `seed` fixes
+    the hidden checks' seed (None: each grading process's own, `preprocessors.RUN_SEED`)."""
     root = Path(root)
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.course_id = DEFAULT.course_id
@@ -55,6 +56,8 @@ def configure(c: Config, root: Path, *, cell_timeout: int = DEFAULT.cell_timeout
     c.GradeOutsideKernel.course_id = DEFAULT.course_id
     if sandboxed is not None:
         c.GradeOutsideKernel.sandboxed = sandboxed
+    if seed is not None:
+        c.GradeOutsideKernel.seed = seed
     # Deleted or edited test cells come back from the source notebook.
     c.OverwriteCells.add_missing_cells = True
     # The feedback must not show the hidden tests' source.
