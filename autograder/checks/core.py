@@ -249,6 +249,10 @@ class Student:
         if not isinstance(got, torch.Tensor):
             self.fail(f"{what} should be a torch.Tensor, got {type(got).__name__}.")
         if tuple(got.shape) != tuple(shape):
+            if 1 in tuple(shape) and tuple(got.shape) == tuple(n for n in shape if n != 1) and "squeeze" not in hint:
+                hint = (hint + " " if hint else "") + (
+                    "An axis of size 1 is missing (a batch of 1, or a length of 1, here): a .squeeze() without a "
+                    "dim drops every axis of size 1; squeeze only the axis you mean, as in .squeeze(-1).")
             self.fail(f"{what} should have shape {tuple(shape)}, got {tuple(got.shape)}." + (f" {hint}" if hint else ""))
         if got.device.type != like.device.type:
             self.fail(f"{what} is on {got.device.type}, but the inputs are on {like.device.type}: "
@@ -475,3 +479,41 @@ def earlier_size_hint(message: str, now: dict, earlier: Iterable[dict]) -> str:
                         "something computed in an earlier call (a cached mask or buffer) is reused. Compute it "
                         "from the current inputs on every call.")
     return ""
+
+
+def call_tracking(f: "Student", sizes: dict, call: Callable):
+    """`call()`, a call of the student's function on inputs of the given sizes (a size's name to its value).
+
+    An exception whose message names a size that an earlier call had (and this one has not) is reported as
+    something computed in an earlier call and reused (a cache, a buffer kept at module level), instead of
+    the hint its message would otherwise get.
+    """
+    seen = f.__dict__.setdefault("sizes_seen", [])
+    try:
+        result = call()
+    except CheckFailed as e:
+        text = str(e)
+        hint = earlier_size_hint(text, sizes, seen) if "raised" in text else ""
+        if hint:
+            bare = text.split(" A shape error usually means")[0]
+            raise CheckFailed(f"{bare}{hint}") from None
+        raise
+    if sizes not in seen:
+        seen.append(sizes)
+    return result
+
+
+def keyword_or_positional(f: "Student", keywords: bool, sizes: dict, **kwargs):
+    """The student's function called with the contract's parameter names (keywords) or by position, tracked."""
+    if keywords:
+        return call_tracking(f, sizes, lambda: call_with_keywords(f, **kwargs))
+    return call_tracking(f, sizes, lambda: f(*kwargs.values()))
+
+
+def tanh_magnitude(z: torch.Tensor, A: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor) -> float:
+    """The size of the rounding a correct tanh(z @ A.T + b) may carry: the largest sum of |A_jk z_k| (+ |b_j|)
+    behind a pre-activation, times tanh's derivative 1 - h^2 there, at least 1."""
+    S = z.detach().abs() @ A.detach().abs().transpose(-2, -1)
+    if b is not None:
+        S = S + b.detach().abs()
+    return max(1.0, (S * (1 - h.detach().double().to(S.dtype) ** 2)).max().item() if S.numel() else 1.0)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 
 from .. import reference
-from .core import cases, CheckFailed, generator, randn, reference_helpers, Student
+from .core import (cases, CheckFailed, derived_tolerance, expect_within, generator, keyword_or_positional, randn,
+                   reference_helpers, Student, tanh_magnitude)
 
 LESSON = "01_seq2seq_shortcomings"
 HELPERS = ("simple_rnn_step",)
@@ -45,10 +46,10 @@ def _expect_states(f, got, what, *, B, n, d, like, names):
     return f.expect_tensor(got, what, shape=(B, n, d), like=like, hint=f"It holds the states {names}.")
 
 
-def _call(f, *args, made="h_0", like="xs"):
-    """f(*args), with a hint when tensors of different devices or dtypes met (a state made without them)."""
+def _call(f, thunk, made="h_0", like="xs"):
+    """thunk() (a call of f), with a hint when tensors of different devices or dtypes met (a state made without them)."""
     try:
-        return f(*args)
+        return thunk()
     except CheckFailed as failure:
         if "same device" not in str(failure) and "same dtype" not in str(failure):
             raise
@@ -83,28 +84,75 @@ def quick_check_simple_rnn_step(fn):
                    "the new state when b = 0")
 
 
+def _step_mistakes(ref, x, h, A, b, d_x, d_h, pre):
+    return [
+        ("the stack is [h_{i-1}; x_i] instead of [x_i; h_{i-1}]: the first d_x columns of A meet x_i",
+         lambda: ref.simple_rnn_step(x, h, _swap_blocks(A, d_h), b)),
+        ("the tanh is missing", lambda: pre),
+        ("the bias b is missing", lambda: ref.simple_rnn_step(x, h, A, torch.zeros_like(b))),
+        ("the bias is added after the tanh: it belongs inside, tanh(A [x; h] + b)",
+         lambda: torch.tanh(pre - b) + b),
+        ("a sigmoid is used: the SimpleRNN squashes with tanh", lambda: torch.sigmoid(pre)),
+        ("a ReLU is used: the SimpleRNN squashes with tanh", lambda: torch.relu(pre)),
+    ] + _clamp_mistakes(pre)
+
+
+def _clamp_mistakes(pre):
+    return [(f"the pre-activation is clamped to [-{c}, {c}] before the tanh: tanh({c}) is not 1 in float64. "
+             "torch.tanh saturates on its own; leave the pre-activation as it is",
+             lambda c=c: torch.tanh(pre.clamp(-c, c))) for c in CLAMPS]
+
+
+CLAMPS = (5, 10)        # where students clamp a pre-activation "against overflow"
+
+
+def _nan_for_large(f, got, edge, what):
+    """A result with NaN or inf on large inputs only: a tanh written with exp that overflows, named."""
+    if edge and isinstance(got, torch.Tensor) and got.is_floating_point() and not torch.isfinite(got).all():
+        f.fail(f"{what} contains NaN or inf {edge}: a tanh written with exp overflows there (exp(2z) is inf past "
+               "z = 355 in float64 and z = 44 in float32, and inf / inf is NaN). Use torch.tanh, which is exact "
+               "for any input.")
+    return got
+
+
+def _judge_step(f, ref, x, h, A, b, *, keywords=False, edge=""):
+    B, d_x, d_h = x.shape[0], x.shape[1], h.shape[1]
+    got = keyword_or_positional(f, keywords, dict(batch=B, d_x=d_x, d_h=d_h), x=x, h_prev=h, A=A, b=b)
+    kind = ("called with keywords" if keywords else "") + (f" {edge}" if edge else "")
+    got = _nan_for_large(f, got, edge, "the new state")
+    got = f.expect_tensor(got, "the new state", shape=(B, d_h), like=h, hint="One state: (batch, d_h).")
+    pre = x @ A[:, :d_x].T + h @ A[:, d_x:].T + b        # A [x; h] + b, block by block
+    want = ref.simple_rnn_step(x, h, A, b)
+    expect_within(f, got, want, "the new state" + (f" {kind.strip()}" if kind.strip() else ""),
+                  derived_tolerance(x.dtype, tanh_magnitude(torch.cat([x, h], -1), A, b, want)),
+                  _step_mistakes(ref, x, h, A, b, d_x, d_h, pre))
+    return got
+
+
 def check_simple_rnn_step(fn, *, device=None, seed=0):
-    """Hidden: against the reference; names a swapped stack, a missing tanh or bias, another nonlinearity."""
+    """Hidden: against the reference; names a swapped stack, a missing tanh or bias, another nonlinearity;
+    then the edges: the contract's keywords, views, pre-activations x100 (float32) and x1000 (float64),
+    batch 1 and d_x == d_h, calls of other sizes, inputs left unmodified (by position and by keyword)."""
     f, ref = Student(fn, "simple_rnn_step"), _ref()
     for dev, dtype, g in cases(device, seed):
+        r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
         for B, d_x, d_h in [(2, 3, 4), (1, 5, 2), (3, 4, 4)]:
-            x, h = randn(g, B, d_x, dtype=dtype, device=dev), randn(g, B, d_h, dtype=dtype, device=dev)
-            A = randn(g, d_h, d_x + d_h, dtype=dtype, device=dev, scale=0.5)
-            b = randn(g, d_h, dtype=dtype, device=dev)
-            got = f.expect_tensor(f(x, h, A, b), "the new state", shape=(B, d_h), like=h,
-                                  hint="One state: (batch, d_h).")
-            pre = x @ A[:, :d_x].T + h @ A[:, d_x:].T + b        # A [x; h] + b, block by block
-            f.expect_close(got, ref.simple_rnn_step(x, h, A, b), "the new state", mistakes=[
-                ("the stack is [h_{i-1}; x_i] instead of [x_i; h_{i-1}]: the first d_x columns of A meet x_i",
-                 lambda: ref.simple_rnn_step(x, h, _swap_blocks(A, d_h), b)),
-                ("the tanh is missing", lambda: pre),
-                ("the bias b is missing", lambda: ref.simple_rnn_step(x, h, A, torch.zeros_like(b))),
-                ("the bias is added after the tanh: it belongs inside, tanh(A [x; h] + b)",
-                 lambda: torch.tanh(pre - b) + b),
-                ("a sigmoid is used: the SimpleRNN squashes with tanh", lambda: torch.sigmoid(pre)),
-                ("a ReLU is used: the SimpleRNN squashes with tanh", lambda: torch.relu(pre)),
-            ])
-            f.expect_gradients([x, h, A, b], ref.simple_rnn_step)
+            x, h = r(B, d_x), r(B, d_h)
+            A, b = r(d_h, d_x + d_h, scale=0.5), r(d_h)
+            _judge_step(f, ref, x, h, A, b)
+        f.expect_gradients([x, h, A, b], ref.simple_rnn_step)
+        # The contract's keywords, on sizes of their own.
+        B, d_x, d_h = 3, 2, 5
+        _judge_step(f, ref, r(B, d_x), r(B, d_h), r(d_h, d_x + d_h, scale=0.5), r(d_h), keywords=True)
+        # Views: a transposed x, a sliced state, a transposed A.
+        B, d_x, d_h = 2, 4, 3
+        _judge_step(f, ref, r(d_x, B).T, r(B, d_h + 2)[:, 1:-1], r(d_x + d_h, d_h, scale=0.5).T, r(d_h),
+                    edge="for inputs that are views (not contiguous)")
+        # Large pre-activations: tanh saturates, exp overflows.
+        scale = 100.0 if dtype == torch.float32 else 1000.0
+        B, d_x, d_h = 4, 3, 6
+        _judge_step(f, ref, r(B, d_x), r(B, d_h), r(d_h, d_x + d_h, scale=0.5 * scale), r(d_h, scale=scale),
+                    edge=f"for large pre-activations (A and b x {scale:g})")
 
 
 # --- the encoder -----------------------------------------------------------------------------------
@@ -135,32 +183,70 @@ def quick_check_rnn_encode(fn):
                    "(each step reads the state the previous step returned).")
 
 
+def _recurrence_tolerance(xs, first, states, A, b):
+    """The tolerance of a recurrence's states: a step's rounding (tanh_magnitude) times the number of steps."""
+    prev = torch.cat([first[:, None], states[:, :-1]], dim=1)
+    n = states.shape[1]
+    return derived_tolerance(xs.dtype, n * tanh_magnitude(torch.cat([xs, prev], -1), A, b, states))
+
+
+def _judge_encode(f, ref, xs, A, b, *, keywords=False, edge=""):
+    B, m, d_x = xs.shape
+    d_h = A.shape[0]
+    got = _call(f, lambda: keyword_or_positional(f, keywords, dict(batch=B, m=m, d_x=d_x, d_h=d_h), xs=xs, A=A, b=b))
+    got = _nan_for_large(f, got, edge, "hs")
+    got = _expect_states(f, got, "hs", B=B, n=m, d=d_h, like=xs, names="h_1..h_m")
+    want = ref.rnn_encode(xs, A, b)
+    zeros = xs.new_zeros(B, m, d_h)
+    kind = " ".join(w for w in ("called with keywords" if keywords else "", edge) if w)
+    expect_within(f, got, want, "hs" + (f" {kind}" if kind else ""), _recurrence_tolerance(xs, zeros[:, 0], want, A, b), [
+        ("h_0 is returned and h_m dropped: hs holds h_1..h_m, the states after each input",
+         lambda: torch.cat([zeros[:, :1], want[:, :-1]], dim=1)),
+        ("the state is not carried: every step starts again from h_0 = 0",
+         lambda: ref.simple_rnn_step(xs, zeros, A, b)),
+        ("the states are returned in reverse order (h_m first)", lambda: want.flip(1)),
+        ("the sequence is read backwards, from x_m to x_1", lambda: ref.rnn_encode(xs.flip(1), A, b)),
+        ("the sequence is read backwards, from x_m to x_1",
+         lambda: ref.rnn_encode(xs.flip(1), A, b).flip(1)),
+        ("the stack is [h_{i-1}; x_i] instead of [x_i; h_{i-1}]",
+         lambda: ref.rnn_encode(xs, _swap_blocks(A, d_h), b)),
+        ("the bias b is missing", lambda: ref.rnn_encode(xs, A, torch.zeros_like(b))),
+    ] + _recurrence_clamps(xs, zeros[:, 0], A, b))
+    return got
+
+
+def _recurrence_clamps(xs, first, A, b):
+    """The states of a recurrence whose pre-activations are clamped before the tanh (named mistakes)."""
+    def run(c):
+        h, out = first, []
+        for i in range(xs.shape[1]):
+            h = torch.tanh((torch.cat([xs[:, i], h], -1) @ A.T + b).clamp(-c, c))
+            out.append(h)
+        return torch.stack(out, 1)
+    return [(desc, lambda c=c: run(c)) for (desc, _), c in zip(_clamp_mistakes(xs), CLAMPS)]
+
+
 def check_rnn_encode(fn, *, device=None, seed=0):
-    """Hidden: against the reference, the student's simple_rnn_step swapped for the reference's."""
+    """Hidden: against the reference, the student's simple_rnn_step swapped for the reference's; then the
+    edges: the contract's keywords, views, pre-activations x100 and x1000, m = 1, batch 1, calls of other
+    sizes, inputs left unmodified."""
     f, ref = Student(fn, "rnn_encode"), _ref()
     with reference_helpers(fn, LESSON, HELPERS):
         for dev, dtype, g in cases(device, seed):
-            for B, m, d_x, d_h in [(2, 5, 3, 4), (1, 7, 2, 6), (3, 1, 4, 2), (4, 6, 5, 3)]:
-                xs = randn(g, B, m, d_x, dtype=dtype, device=dev)
-                A = randn(g, d_h, d_x + d_h, dtype=dtype, device=dev, scale=0.5)
-                b = randn(g, d_h, dtype=dtype, device=dev)
-                got = _expect_states(f, _call(f, xs, A, b), "hs", B=B, n=m, d=d_h, like=xs, names="h_1..h_m")
-                want = ref.rnn_encode(xs, A, b)
-                zeros = xs.new_zeros(B, m, d_h)
-                f.expect_close(got, want, "hs", mistakes=[
-                    ("h_0 is returned and h_m dropped: hs holds h_1..h_m, the states after each input",
-                     lambda: torch.cat([zeros[:, :1], want[:, :-1]], dim=1)),
-                    ("the state is not carried: every step starts again from h_0 = 0",
-                     lambda: ref.simple_rnn_step(xs, zeros, A, b)),
-                    ("the states are returned in reverse order (h_m first)", lambda: want.flip(1)),
-                    ("the sequence is read backwards, from x_m to x_1", lambda: ref.rnn_encode(xs.flip(1), A, b)),
-                    ("the sequence is read backwards, from x_m to x_1",
-                     lambda: ref.rnn_encode(xs.flip(1), A, b).flip(1)),
-                    ("the stack is [h_{i-1}; x_i] instead of [x_i; h_{i-1}]",
-                     lambda: ref.rnn_encode(xs, _swap_blocks(A, d_h), b)),
-                    ("the bias b is missing", lambda: ref.rnn_encode(xs, A, torch.zeros_like(b))),
-                ])
+            r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
+            for B, m, d_x, d_h in [(2, 5, 3, 4), (1, 7, 3, 6), (3, 1, 4, 2), (4, 6, 5, 5)]:     # the last: d_x == d_h
+                xs, A, b = r(B, m, d_x), r(d_h, d_x + d_h, scale=0.5), r(d_h)
+                _judge_encode(f, ref, xs, A, b)
             f.expect_gradients([xs, A, b], ref.rnn_encode)
+            B, m, d_x, d_h = 2, 3, 5, 2
+            _judge_encode(f, ref, r(B, m, d_x), r(d_h, d_x + d_h, scale=0.5), r(d_h), keywords=True)
+            B, m, d_x, d_h = 3, 4, 2, 5
+            _judge_encode(f, ref, r(m, B, d_x).transpose(0, 1), r(d_x + d_h, d_h, scale=0.5).T, r(d_h + 1)[1:],
+                          edge="for inputs that are views (not contiguous)")
+            scale = 100.0 if dtype == torch.float32 else 1000.0
+            B, m, d_x, d_h = 2, 4, 3, 5
+            _judge_encode(f, ref, r(B, m, d_x), r(d_h, d_x + d_h, scale=0.5 * scale), r(d_h, scale=scale),
+                          edge=f"for large pre-activations (A and b x {scale:g})")
 
 
 # --- the decoder -----------------------------------------------------------------------------------
@@ -195,36 +281,58 @@ def quick_check_seq2seq_decode(fn):
             f.fail("changing x'_1 does not change s_t: the state must be carried from one step to the next.")
 
 
+def _judge_decode(f, ref, s0, xs, A, b, *, keywords=False, edge=""):
+    B, t, d_x = xs.shape
+    d_s = A.shape[0]
+    sizes = dict(batch=B, t=t, d_x=d_x, d_s=d_s)
+    got = _call(f, lambda: keyword_or_positional(f, keywords, sizes, s0=s0, xs_dec=xs, A_dec=A, b_dec=b),
+                made="new tensors", like="s0")
+    got = _nan_for_large(f, got, edge, "ss")
+    got = _expect_states(f, got, "ss", B=B, n=t, d=d_s, like=s0, names="s_1..s_t")
+    want = ref.seq2seq_decode(s0, xs, A, b)
+    kind = " ".join(w for w in ("called with keywords" if keywords else "", edge) if w)
+    off_by_one = "the inputs are off by one: state s_j reads x'_j, which is xs_dec[:, j - 1] (0-based)"
+    expect_within(f, got, want, "ss" + (f" {kind}" if kind else ""), _recurrence_tolerance(xs, s0, want, A, b), [
+        ("the decoder starts from zeros: its first state is s_0, the argument s0 (h_m in a Seq2Seq)",
+         lambda: ref.seq2seq_decode(torch.zeros_like(s0), xs, A, b)),
+        ("s_0 is returned and s_t dropped: ss holds the new states s_1..s_t",
+         lambda: torch.cat([s0[:, None], want[:, :-1]], dim=1)),
+        ("the state is not carried: every step starts again from s_0",
+         lambda: ref.simple_rnn_step(xs, s0[:, None].expand(B, t, d_s), A, b)),
+        (off_by_one, lambda: ref.seq2seq_decode(s0, xs.roll(1, dims=1), A, b)),
+        (off_by_one, lambda: ref.seq2seq_decode(s0, xs.roll(-1, dims=1), A, b)),
+        (off_by_one, lambda: ref.seq2seq_decode(
+            s0, torch.cat([torch.zeros_like(xs[:, :1]), xs[:, :-1]], dim=1), A, b)),
+        ("the decoder inputs are read backwards, from x'_t to x'_1",
+         lambda: ref.seq2seq_decode(s0, xs.flip(1), A, b)),
+        ("the states are returned in reverse order (s_t first)", lambda: want.flip(1)),
+        ("the stack is [s_{j-1}; x'_j] instead of [x'_j; s_{j-1}]",
+         lambda: ref.seq2seq_decode(s0, xs, _swap_blocks(A, d_s), b)),
+        ("the bias b' is missing", lambda: ref.seq2seq_decode(s0, xs, A, torch.zeros_like(b))),
+    ] + _recurrence_clamps(xs, s0, A, b))
+    return got
+
+
 def check_seq2seq_decode(fn, *, device=None, seed=0):
-    """Hidden: against the reference, the student's simple_rnn_step swapped for the reference's."""
+    """Hidden: against the reference, the student's simple_rnn_step swapped for the reference's; then the
+    edges: the contract's keywords, views, pre-activations x100 and x1000, t = 1, batch 1, calls of other
+    sizes, inputs left unmodified."""
     f, ref = Student(fn, "seq2seq_decode"), _ref()
     with reference_helpers(fn, LESSON, HELPERS):
         for dev, dtype, g in cases(device, seed):
+            r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
             for B, t, d_x, d_s in [(2, 4, 3, 5), (1, 6, 2, 3), (3, 1, 4, 2), (4, 5, 6, 7)]:
-                s0 = torch.tanh(randn(g, B, d_s, dtype=dtype, device=dev))
-                xs = randn(g, B, t, d_x, dtype=dtype, device=dev)
-                A = randn(g, d_s, d_x + d_s, dtype=dtype, device=dev, scale=0.5)
-                b = randn(g, d_s, dtype=dtype, device=dev)
-                got = _expect_states(f, _call(f, s0, xs, A, b, made="new tensors", like="s0"), "ss",
-                                      B=B, n=t, d=d_s, like=s0, names="s_1..s_t")
-                want = ref.seq2seq_decode(s0, xs, A, b)
-                off_by_one = "the inputs are off by one: state s_j reads x'_j, which is xs_dec[:, j - 1] (0-based)"
-                f.expect_close(got, want, "ss", mistakes=[
-                    ("the decoder starts from zeros: its first state is s_0, the argument s0 (h_m in a Seq2Seq)",
-                     lambda: ref.seq2seq_decode(torch.zeros_like(s0), xs, A, b)),
-                    ("s_0 is returned and s_t dropped: ss holds the new states s_1..s_t",
-                     lambda: torch.cat([s0[:, None], want[:, :-1]], dim=1)),
-                    ("the state is not carried: every step starts again from s_0",
-                     lambda: ref.simple_rnn_step(xs, s0[:, None].expand(B, t, d_s), A, b)),
-                    (off_by_one, lambda: ref.seq2seq_decode(s0, xs.roll(1, dims=1), A, b)),
-                    (off_by_one, lambda: ref.seq2seq_decode(s0, xs.roll(-1, dims=1), A, b)),
-                    (off_by_one, lambda: ref.seq2seq_decode(
-                        s0, torch.cat([torch.zeros_like(xs[:, :1]), xs[:, :-1]], dim=1), A, b)),
-                    ("the decoder inputs are read backwards, from x'_t to x'_1",
-                     lambda: ref.seq2seq_decode(s0, xs.flip(1), A, b)),
-                    ("the states are returned in reverse order (s_t first)", lambda: want.flip(1)),
-                    ("the stack is [s_{j-1}; x'_j] instead of [x'_j; s_{j-1}]",
-                     lambda: ref.seq2seq_decode(s0, xs, _swap_blocks(A, d_s), b)),
-                    ("the bias b' is missing", lambda: ref.seq2seq_decode(s0, xs, A, torch.zeros_like(b))),
-                ])
+                s0, xs = torch.tanh(r(B, d_s)), r(B, t, d_x)
+                A, b = r(d_s, d_x + d_s, scale=0.5), r(d_s)
+                _judge_decode(f, ref, s0, xs, A, b)
             f.expect_gradients([s0, xs, A, b], ref.seq2seq_decode)
+            B, t, d_x, d_s = 3, 2, 4, 6
+            _judge_decode(f, ref, torch.tanh(r(B, d_s)), r(B, t, d_x), r(d_s, d_x + d_s, scale=0.5), r(d_s),
+                          keywords=True)
+            B, t, d_x, d_s = 2, 5, 3, 4
+            _judge_decode(f, ref, torch.tanh(r(d_s, B)).T, r(t, B, d_x).transpose(0, 1),
+                          r(d_x + d_s, d_s, scale=0.5).T, r(d_s + 1)[1:], edge="for inputs that are views (not contiguous)")
+            scale = 100.0 if dtype == torch.float32 else 1000.0
+            B, t, d_x, d_s = 2, 3, 2, 5
+            _judge_decode(f, ref, torch.tanh(r(B, d_s)), r(B, t, d_x), r(d_s, d_x + d_s, scale=0.5 * scale),
+                          r(d_s, scale=scale), edge=f"for large pre-activations (A' and b' x {scale:g})")
