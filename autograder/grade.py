@@ -263,9 +263,10 @@ def grade(submissions: Path, out: Path, *, settings: Settings = DEFAULT, workers
     `settings` bound the run; `workers`, `cell_timeout` and `sandboxed` given here replace theirs. A cell
     that runs longer than the cell timeout is interrupted and the notebook marked `timeout`. Kernels run
     in the sandbox where it is available (`sandboxed=None`). With `scheduler` (a Dask scheduler's
-    address) the notebooks are graded on that cluster's workers, which need this project installed and
-    `out` on a file system they share; without it, on a local pool of worker processes. Either way only
-    this process writes grades.csv and the state file. `verbose` prints each notebook's status and log.
+    address) the notebooks are graded on that cluster's workers, which need this project installed, not
+    `out`: they return what they made and this process alone writes `out` (`remote`). Without it, on a
+    local pool of worker processes that grade into `out`. Either way only this process writes grades.csv
+    and the state file. `verbose` prints each notebook's status and log.
     """
     settings = settings.replace(workers=workers, cell_timeout=cell_timeout, sandboxed=sandboxed)
     submissions, out = Path(submissions).resolve(), Path(out).resolve()

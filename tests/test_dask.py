@@ -1,7 +1,6 @@
 """`grade --scheduler` with one gradebook writer: Dask workers that cannot see the course folder grade in
 scratch courses of their own and return what they made; the command that started the run alone writes
 OUT, and OUT ends up as the local path would have left it."""
-import csv
 import os
 import shutil
 import subprocess
@@ -39,7 +38,7 @@ def _hidden_workers(scheduler: str, hidden, space):
     script = 'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"'
     dask = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nworkers", "1", "--nthreads", "1",
             "--no-dashboard", "--local-directory", str(space)]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(paths.REPO), os.environ.get("PYTHONPATH")]))}
     return [subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(hidden),
                               *dask, "--name", f"hidden-{i}"], cwd=space, env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=open(space / f"worker-{i}.log", "w"))
@@ -170,3 +169,19 @@ def test_a_reply_that_cannot_be_recorded_costs_its_row_only(tmp_path):
     api = nbgrader_course.course_api(out)
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
         assert gb.assignment_submissions(LESSON) == []
+
+
+def test_a_worker_refuses_another_course_and_names_that_name_paths():
+    """A worker whose course differs from the main process's (another version of the solutions, checks,
+    grader or settings) grades nothing, and a student name that would name a path is refused."""
+    from autograder.settings import DEFAULT
+    settings = DEFAULT.replace(workers=1)
+    notebook = nbformat.writes(submissions.answered(LESSON)).encode()
+    stale = remote.RemoteJob("ada", LESSON, notebook, None, "0" * 64, settings.to_dict())
+    reply = remote.grade_job(stale)
+    assert reply["status"] == "autograde-failed" and "another version of the course" in reply["log"]
+    assert reply["autograded"] is None and reply["grades"] == {}
+    key = grade.verdict_key(LESSON, settings)
+    for name in ("../ada", "..", "", "a/b"):
+        reply = remote.grade_job(remote.RemoteJob(name, LESSON, notebook, None, key, settings.to_dict()))
+        assert reply["status"] == "autograde-failed" and reply["autograded"] is None, name
