@@ -205,3 +205,145 @@ def test_plain_seq2seq_is_the_lesson_model_on_nn_rnn(ref):
         hs = ref.rnn_encode(model.embed_src(src), *params(model.encoder))
         ss = ref.seq2seq_decode(hs[:, -1], model.embed_tgt(tgt_in), *params(model.decoder))
         torch.testing.assert_close(model.out(ss), logits)
+
+
+# --- the edges of the contract: every catalog answer against nn.RNN / nn.RNNCell (issue 15) -----------
+
+def _oracle_step(x, h, A, b):
+    """One SimpleRNN step from nn.RNNCell holding A's two blocks and b (b_hh = 0)."""
+    d_x = x.shape[-1]
+    cell = nn.RNNCell(d_x, A.shape[0], nonlinearity="tanh", device=x.device, dtype=x.dtype)
+    params = {"weight_ih": A[:, :d_x], "weight_hh": A[:, d_x:], "bias_ih": b, "bias_hh": torch.zeros_like(b)}
+    return torch.func.functional_call(cell, params, (x, h))
+
+
+def _oracle_run(xs, h0, A, b):
+    """All the states of a SimpleRNN from h0 over xs: nn.RNN's outputs."""
+    d_x = xs.shape[-1]
+    rnn = nn.RNN(d_x, A.shape[0], nonlinearity="tanh", batch_first=True, device=xs.device, dtype=xs.dtype)
+    params = {"weight_ih_l0": A[:, :d_x], "weight_hh_l0": A[:, d_x:], "bias_ih_l0": b,
+              "bias_hh_l0": torch.zeros_like(b)}
+    return torch.func.functional_call(rnn, params, (xs, h0[None].contiguous()))[0]
+
+
+ORACLES = {
+    "simple_rnn_step": (("x", "h_prev", "A", "b"), _oracle_step),
+    "rnn_encode": (("xs", "A", "b"), lambda xs, A, b: _oracle_run(xs, xs.new_zeros(xs.shape[0], A.shape[0]), A, b)),
+    "seq2seq_decode": (("s0", "xs_dec", "A_dec", "b_dec"), lambda s0, xs, A, b: _oracle_run(xs, s0, A, b)),
+}
+
+
+def _edge_args(function, dtype, seed=0):
+    """(what, args) on every edge the hidden checks probe: several sizes in a row (batch 1, m or t = 1,
+    d_x == d_h), views, pre-activations x100 (float32) and x1000 (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape, scale=1.0: (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)  # noqa: E731
+    big = 100.0 if dtype == torch.float32 else 1000.0
+    out = []
+    for B, n, d_x, d in [(2, 5, 3, 4), (1, 7, 3, 6), (3, 1, 4, 2), (4, 6, 5, 5)]:
+        A, b = r(d, d_x + d, scale=0.5), r(d)
+        if function == "simple_rnn_step":
+            out.append((f"B={B} d_x={d_x} d_h={d}", [r(B, d_x), r(B, d), A, b]))
+        elif function == "rnn_encode":
+            out.append((f"B={B} m={n} d_x={d_x} d_h={d}", [r(B, n, d_x), A, b]))
+        else:
+            out.append((f"B={B} t={n} d_x={d_x} d_s={d}", [torch.tanh(r(B, d)), r(B, n, d_x), A, b]))
+    B, n, d_x, d = 3, 4, 2, 5
+    A_view, b_view = r(d_x + d, d, scale=0.5).T, r(d + 1)[1:]
+    views = {"simple_rnn_step": [r(d_x, B).T, r(B, d + 2)[:, 1:-1], A_view, b_view],
+             "rnn_encode": [r(n, B, d_x).transpose(0, 1), A_view, b_view],
+             "seq2seq_decode": [torch.tanh(r(d, B)).T, r(n, B, d_x).transpose(0, 1), A_view, b_view]}
+    out.append(("views", views[function]))
+    A, b = r(d, d_x + d, scale=0.5 * big), r(d, scale=big)
+    large = {"simple_rnn_step": [r(B, d_x), r(B, d), A, b], "rnn_encode": [r(B, n, d_x), A, b],
+             "seq2seq_decode": [torch.tanh(r(B, d)), r(B, n, d_x), A, b]}
+    out.append((f"pre-activations x{big:g}", large[function]))
+    return out
+
+
+def _verdict(function, fn) -> str:
+    """"" if `fn` agrees with PyTorch's RNN on every edge, by position and by keyword, after calls of other sizes,
+    without touching its inputs, keeping the inputs' dtype, in float64 and float32; else what went wrong."""
+    names, oracle = ORACLES[function]
+    for dtype in (torch.float64, torch.float32):
+        eps = torch.finfo(dtype).eps
+        for what, args in _edge_args(function, dtype):
+            before = [a.clone() for a in args]
+            for keywords in (False, True):
+                try:
+                    got = fn(**dict(zip(names, args))) if keywords else fn(*args)
+                except Exception as e:
+                    return f"{what}: raised {type(e).__name__}"
+                if any(a.shape != c.shape or not torch.equal(a, c) for a, c in zip(args, before)):
+                    return f"{what}: modified an input"
+                with torch.no_grad():
+                    want = oracle(*args)
+                if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+                    return f"{what}: not a {want.dtype} tensor of shape {tuple(want.shape)}"
+                if not torch.isfinite(got).all():
+                    return f"{what}: NaN or inf"
+                n = 1 if function == "simple_rnn_step" else want.shape[1]
+                if not torch.allclose(got, want, rtol=1e3 * eps, atol=1e3 * eps * n):
+                    return f"{what}: differs from PyTorch's RNN by {(got - want).abs().max():.2g}"
+    return _gradient_and_device_verdict(fn, oracle, _edge_args(function, torch.float64)[0][1])
+
+
+def _gradient_and_device_verdict(fn, oracle, args) -> str:
+    """Gradients through `fn` equal those through the oracle (float64, inputs that require grad); no tensor
+    is created off the inputs' device (the inputs on the meta device)."""
+    grads = []
+    for f in (fn, oracle):
+        leaves = [a.detach().clone().requires_grad_(True) for a in args]
+        try:
+            out = f(*leaves)
+            cotangent = torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=out.dtype)
+            (out * cotangent).sum().backward()
+        except Exception as e:
+            return f"with inputs that require grad: raised {type(e).__name__}"
+        grads.append([a.grad for a in leaves])
+    for mine, theirs in zip(*grads):
+        if mine is None or not torch.allclose(mine, theirs, rtol=1e-9, atol=1e-10):
+            return "gradients differ from PyTorch's"
+    try:
+        result = fn(*[a.to("meta") for a in args])
+    except Exception as e:
+        if "device" in str(e) or "meta" in str(e):
+            return "creates a tensor off the inputs' device"
+        return ""
+    outs = result if isinstance(result, (tuple, list)) else [result]
+    if any(isinstance(o, torch.Tensor) and o.device.type != "meta" for o in outs):
+        return "returns a tensor off the inputs' device"
+    return ""
+
+
+def _catalog(kind):
+    from tests.mistakes import lesson01
+    return getattr(lesson01, kind)
+
+
+def _define(answer):
+    from tests.test_mistakes import student_function
+    return student_function(answer)
+
+
+@pytest.mark.parametrize("answer", _catalog("WRONG") + _catalog("WRONG_ON_GPU"), ids=lambda a: a.id)
+def test_wrong_catalog_answer_is_wrong_by_the_oracle(answer):
+    """Is each wrong answer of lesson 01 really wrong: does it differ from nn.RNNCell / nn.RNN (or raise, return
+    NaN, another dtype or shape, modify an input, or create a tensor off the inputs' device) somewhere?"""
+    assert _verdict(answer.function, _define(answer))
+
+
+@pytest.mark.parametrize("answer", _catalog("CORRECT"), ids=lambda a: a.id)
+def test_correct_catalog_answer_is_right_by_the_oracle(answer):
+    """Does each correct answer of lesson 01 agree with nn.RNNCell / nn.RNN on every edge?"""
+    assert _verdict(answer.function, _define(answer)) == ""
+
+
+@pytest.mark.parametrize("answer", _catalog("CORRECT"), ids=lambda a: a.id)
+def test_correct_catalog_answer_passes_ten_times_inside_the_tolerance(answer):
+    """Does each correct answer pass every value comparison of the hidden check with its error at most a tenth
+    of the tolerance?"""
+    from autograder.checks.core import measured_margins
+    with measured_margins() as margins:
+        getattr(checks, f"check_{answer.function}")(_define(answer), device="cpu", seed=3)
+    assert margins and max(r for _, r in margins) <= 0.1, max(margins, key=lambda m: m[1])

@@ -11,7 +11,8 @@ import itertools
 import torch
 
 from .. import reference
-from .core import CheckFailed, cases, generator, randn, reference_helpers, Student
+from .core import (CheckFailed, call_tracking, cases, derived_tolerance, expect_within, generator, keyword_or_positional,
+                   randn, reference_helpers, Student, tanh_magnitude)
 
 LESSON = "02_bahdanau_attention"
 HELPERS = ("additive_scores", "dot_scores", "attention_weights", "context_vector", "attention_decoder_step")
@@ -41,25 +42,67 @@ def quick_check_additive_scores(fn):
                    "the scores when only the last d_s columns of W are non-zero")
 
 
+def _edge_name(keywords, edge):
+    return " ".join(w for w in ("called with keywords" if keywords else "", edge) if w)
+
+
+def _nan_for_large(f, got, edge, what):
+    if edge.startswith("for large") and isinstance(got, torch.Tensor) and got.is_floating_point() \
+            and not torch.isfinite(got).all():
+        f.fail(f"{what} contains NaN or inf {edge}: a tanh written with exp overflows there (exp(2z) is inf past "
+               "z = 355 in float64 and z = 44 in float32, and inf / inf is NaN). Use torch.tanh, which is exact "
+               "for any input.")
+    return got
+
+
+def _clamped(pre, make):
+    return [(f"the pre-activation is clamped to [-{c}, {c}] before the tanh: tanh({c}) is not 1 in float64. "
+             "torch.tanh saturates on its own; leave the pre-activation as it is",
+             lambda c=c: make(torch.tanh(pre.clamp(-c, c)))) for c in (5, 10)]
+
+
+def _judge_additive(f, ref, h, s, W, v, *, keywords=False, edge=""):
+    B, m, d_h = h.shape
+    d_s = s.shape[1]
+    got = keyword_or_positional(f, keywords, dict(batch=B, m=m, d_h=d_h, d_s=d_s, d_a=W.shape[0]),
+                                h=h, s=s, W=W, v=v)
+    got = _nan_for_large(f, got, edge, "the scores")
+    got = f.expect_tensor(got, "the scores", shape=(B, m), like=h, hint="One score per encoder state: (batch, m).")
+    want = ref.additive_scores(h, s, W, v)
+    z = torch.cat([h, s[:, None].expand(B, m, d_s)], -1)
+    pre = z @ W.T
+    inner = torch.tanh(pre)
+    magnitude = tanh_magnitude(z, W, None, inner) * v.abs().sum().item()
+    swapped_W = torch.cat([W[:, d_s:], W[:, :d_s]], dim=1)
+    kind = _edge_name(keywords, edge)
+    expect_within(f, got, want, "the scores" + (f" {kind}" if kind else ""), derived_tolerance(h.dtype, magnitude), [
+        ("the concatenation is [s_j; h_i] instead of [h_i; s_j]", lambda: ref.additive_scores(h, s, swapped_W, v)),
+        ("the tanh is missing", lambda: pre @ v),
+        ("v is applied inside the tanh: the score is v^T tanh(W [h_i; s_j]), v outside", lambda: torch.tanh(pre @ v)),
+        ("the scores were already normalized with softmax (that is attention_weights' job)",
+         lambda: torch.softmax(want, -1)),
+    ] + _clamped(pre, lambda t: t @ v))
+
+
 def check_additive_scores(fn, *, device=None, seed=0):
-    """Hidden: against the reference on random inputs, every dtype and device, gradients included."""
+    """Hidden: against the reference on random inputs, every dtype and device, gradients included; then the
+    edges: the contract's keywords, views, pre-activations x100 and x1000, m = 1, calls of other sizes."""
     f, ref = Student(fn, "additive_scores"), _ref()
     for dev, dtype, g in cases(device, seed):
-        for B, m, d_h, d_s, d_a in [(2, 5, 4, 3, 6), (1, 7, 3, 5, 2)]:
-            h, s = randn(g, B, m, d_h, dtype=dtype, device=dev), randn(g, B, d_s, dtype=dtype, device=dev)
-            W, v = randn(g, d_a, d_h + d_s, dtype=dtype, device=dev), randn(g, d_a, dtype=dtype, device=dev)
-            got = f.expect_tensor(f(h, s, W, v), "the scores", shape=(B, m), like=h)
-            want = ref.additive_scores(h, s, W, v)
-            swapped_W = torch.cat([W[:, d_s:], W[:, :d_s]], dim=1)
-            f.expect_close(got, want, "the scores", mistakes=[
-                ("the concatenation is [s_j; h_i] instead of [h_i; s_j]", lambda: ref.additive_scores(h, s, swapped_W, v)),
-                ("the tanh is missing", lambda: torch.cat([h, s[:, None].expand(B, m, d_s)], -1) @ W.T @ v),
-                ("v is applied inside the tanh: the score is v^T tanh(W [h_i; s_j]), v outside",
-                 lambda: torch.tanh(torch.cat([h, s[:, None].expand(B, m, d_s)], -1) @ W.T @ v)),
-                ("the scores were already normalized with softmax (that is attention_weights' job)",
-                 lambda: torch.softmax(want, -1)),
-            ])
+        r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
+        for B, m, d_h, d_s, d_a in [(2, 5, 4, 3, 6), (1, 7, 3, 5, 2), (3, 1, 2, 4, 5)]:
+            h, s, W, v = r(B, m, d_h), r(B, d_s), r(d_a, d_h + d_s), r(d_a)
+            _judge_additive(f, ref, h, s, W, v)
             f.expect_gradients([h, s, W, v], ref.additive_scores)
+        B, m, d_h, d_s, d_a = 3, 4, 5, 2, 6
+        _judge_additive(f, ref, r(B, m, d_h), r(B, d_s), r(d_a, d_h + d_s), r(d_a), keywords=True)
+        B, m, d_h, d_s, d_a = 2, 6, 3, 4, 5
+        _judge_additive(f, ref, r(m, B, d_h).transpose(0, 1), r(d_s, B).T, r(d_h + d_s, d_a).T, r(d_a + 2)[1:-1],
+                        edge="for inputs that are views (not contiguous)")
+        scale = 100.0 if dtype == torch.float32 else 1000.0
+        B, m, d_h, d_s, d_a = 2, 5, 4, 3, 6
+        _judge_additive(f, ref, r(B, m, d_h), r(B, d_s), r(d_a, d_h + d_s, scale=scale), r(d_a),
+                        edge=f"for large pre-activations (W x {scale:g})")
 
 
 # --- option 2: dot-product scores ------------------------------------------------------------------
@@ -79,24 +122,44 @@ def quick_check_dot_scores(fn):
                              ("the scores were already normalized with softmax", lambda: torch.softmax(plain, -1))])
 
 
+def _judge_dot(f, ref, h, s, W_K, W_Q, *, keywords=False, edge=""):
+    B, m, d_h = h.shape
+    d_s, d_k = s.shape[1], W_K.shape[0]
+    got = keyword_or_positional(f, keywords, dict(batch=B, m=m, d_h=d_h, d_s=d_s, d_k=d_k),
+                                h=h, s=s, W_K=W_K, W_Q=W_Q)
+    got = f.expect_tensor(got, "the scores", shape=(B, m), like=h, hint="One score per encoder state: (batch, m).")
+    want = ref.dot_scores(h, s, W_K, W_Q)
+    magnitude = max(((h.abs() @ W_K.abs().T) * (s.abs() @ W_Q.abs().T)[:, None]).sum(-1).max().item(), 1.0)
+    kind = _edge_name(keywords, edge)
+    expect_within(f, got, want, "the scores" + (f" {kind}" if kind else ""), derived_tolerance(h.dtype, magnitude), [
+        ("W_K and W_Q are swapped: keys come from h with W_K, the query from s with W_Q",
+         lambda: ref.dot_scores(h, s, W_Q, W_K)),
+        ("a transpose is missing: the weights are applied untransposed; W_K h_i is h @ W_K.T",
+         lambda: ref.dot_scores(h, s, W_K.T, W_Q.T)),
+        ("the scores are divided by sqrt(d_k): option 2 has no scaling", lambda: want / d_k ** 0.5),
+        ("the scores were already normalized with softmax", lambda: torch.softmax(want, -1)),
+    ])
+
+
 def check_dot_scores(fn, *, device=None, seed=0):
-    """Hidden: against the reference; a square case tells swapped or untransposed weights apart."""
+    """Hidden: against the reference; a square case tells swapped or untransposed weights apart; then the
+    edges: the contract's keywords, views, scores x100 and x1000, m = 1, calls of other sizes."""
     f, ref = Student(fn, "dot_scores"), _ref()
     for dev, dtype, g in cases(device, seed):
-        for B, m, d_h, d_s, d_k in [(3, 4, 5, 5, 5), (2, 5, 4, 3, 6), (1, 3, 6, 2, 5)]:   # square first: names a swap
-            h, s = randn(g, B, m, d_h, dtype=dtype, device=dev), randn(g, B, d_s, dtype=dtype, device=dev)
-            W_K, W_Q = randn(g, d_k, d_h, dtype=dtype, device=dev), randn(g, d_k, d_s, dtype=dtype, device=dev)
-            got = f.expect_tensor(f(h, s, W_K, W_Q), "the scores", shape=(B, m), like=h)
-            want = ref.dot_scores(h, s, W_K, W_Q)
-            f.expect_close(got, want, "the scores", mistakes=[
-                ("W_K and W_Q are swapped: keys come from h with W_K, the query from s with W_Q",
-                 lambda: ref.dot_scores(h, s, W_Q, W_K)),
-                ("a transpose is missing: the weights are applied untransposed; W_K h_i is h @ W_K.T",
-                 lambda: ref.dot_scores(h, s, W_K.T, W_Q.T)),
-                ("the scores are divided by sqrt(d_k): option 2 has no scaling", lambda: want / d_k ** 0.5),
-                ("the scores were already normalized with softmax", lambda: torch.softmax(want, -1)),
-            ])
+        r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
+        for B, m, d_h, d_s, d_k in [(3, 4, 5, 5, 5), (2, 5, 4, 3, 6), (1, 3, 6, 2, 5), (4, 1, 3, 6, 2)]:
+            h, s, W_K, W_Q = r(B, m, d_h), r(B, d_s), r(d_k, d_h), r(d_k, d_s)   # square first: names a swap
+            _judge_dot(f, ref, h, s, W_K, W_Q)
             f.expect_gradients([h, s, W_K, W_Q], ref.dot_scores)
+        B, m, d_h, d_s, d_k = 3, 6, 2, 4, 5
+        _judge_dot(f, ref, r(B, m, d_h), r(B, d_s), r(d_k, d_h), r(d_k, d_s), keywords=True)
+        B, m, d_h, d_s, d_k = 2, 5, 3, 6, 4
+        _judge_dot(f, ref, r(B, d_h, m).transpose(1, 2), r(B, d_s + 2)[:, 2:], r(d_h, d_k).T, r(d_s, d_k).T,
+                   edge="for inputs that are views (not contiguous)")
+        scale = 100.0 if dtype == torch.float32 else 1000.0
+        B, m, d_h, d_s, d_k = 2, 4, 3, 5, 6
+        _judge_dot(f, ref, r(B, m, d_h, scale=scale), r(B, d_s), r(d_k, d_h), r(d_k, d_s),
+                   edge=f"for large scores (h x {scale:g})")
 
 
 # --- softmax normalization with a mask -------------------------------------------------------------
@@ -105,7 +168,8 @@ def _diagnose_weights(f, got, scores, mask):
     """Name the usual softmax mistakes from what the weights look like."""
     valid = mask if mask is not None else torch.ones_like(scores, dtype=torch.bool)
     live = valid.any(-1)
-    if scores.shape[0] > 1 and torch.allclose(got.sum(0), torch.ones_like(got[0])):
+    rows_ok = torch.allclose(got.sum(-1)[live], torch.ones_like(got.sum(-1)[live]), atol=1e-5)
+    if scores.shape[0] > 1 and torch.allclose(got.sum(0), torch.ones_like(got[0])) and not rows_ok:
         f.fail("the weights sum to 1 over the batch axis: the softmax must run over source positions (dim=-1).")
     if mask is not None and (got[~valid] != 0).any():
         if torch.allclose(got[~valid], torch.softmax(scores, -1)[~valid]):
@@ -144,31 +208,79 @@ def quick_check_attention_weights(fn):
         f.fail("a row whose positions are all masked should give all zeros.")
 
 
+def _judge_weights(f, ref, sc, mk, *, keywords=False, edge=""):
+    B, m = sc.shape
+    kwargs = dict(scores=sc) if mk is None else dict(scores=sc, mask=mk)
+    got = keyword_or_positional(f, keywords, dict(batch=B, m=m), **kwargs)
+    kind = _edge_name(keywords, edge)
+    if isinstance(got, torch.Tensor) and tuple(got.shape) == (B, m) and not torch.isfinite(got).all():
+        live = mk.any(-1) if mk is not None else torch.ones(B, dtype=torch.bool, device=sc.device)
+        if mk is not None and (~live).any() and torch.isfinite(got[live]).all():
+            f.fail("a row whose positions are all masked gives NaN or inf: it should give all zeros.")
+        if edge == "masked-largest":
+            f.fail("the weights are NaN or inf where the masked positions hold the largest scores: either the "
+                   "softmax ran over every position and was renormalized over the allowed ones afterwards (the "
+                   "allowed exps underflow to 0, and 0/0 is NaN), or exp of large scores overflowed. Mask the "
+                   "scores before the softmax (masked_fill with torch.finfo(dtype).min) and let torch.softmax "
+                   "subtract the row maximum.")
+        f.fail("the weights contain NaN or inf for large scores: subtract the row maximum before exp "
+               "(torch.softmax does this for you).")
+    got = f.expect_tensor(got, "the weights", shape=(B, m), like=sc)
+    if edge == "masked-largest":
+        valid = mk
+        if (got[~valid] != 0).any() and (got[~valid] > 1e-3).any():
+            f.fail("masked positions get weight where they hold the largest scores: a finite penalty (scores - 100, "
+                   "a fill of -1e4) is not enough when the masked scores are larger still. Fill masked scores with "
+                   "torch.finfo(dtype).min, or zero them after a softmax over the allowed positions only.")
+    _diagnose_weights(f, got, sc, mk)
+    want = ref.attention_weights(sc, mk)
+    allowed = sc if mk is None else sc.masked_fill(~mk, 0.0)
+    magnitude = max(1.0, 2 * allowed.abs().max().item())
+    expect_within(f, got, want, "the weights" + (f" {kind}" if kind else ""), derived_tolerance(sc.dtype, magnitude), [
+        ("True was treated as masked: True means the position may be attended",
+         lambda: ref.attention_weights(sc, ~mk) if mk is not None else None),
+        ("the scores are clamped before the softmax (to keep exp finite): subtract the row maximum instead, as "
+         "torch.softmax does", lambda: ref.attention_weights(sc.clamp(-50, 50), mk)),
+        ("the scores are clamped before the softmax (to keep exp finite): subtract the row maximum instead, as "
+         "torch.softmax does", lambda: ref.attention_weights(sc.clamp(-80, 80), mk)),
+    ])
+    return got
+
+
+def _masked_largest(g, dtype, dev):
+    """Scores whose masked positions hold the largest values (by 2000), the allowed ones all near -2000, one row
+    with a single allowed position, one with none."""
+    B, m = 4, 6
+    sc = randn(g, B, m, dtype=dtype, device=dev) - 2000.0
+    mask = (torch.arange(m) < torch.tensor([1, 3, 5, 0])[:, None]).to(dev)
+    sc = torch.where(mask, sc, sc + 4000.0)
+    return sc, mask
+
+
 def check_attention_weights(fn, *, device=None, seed=0):
-    """Hidden: against the reference with and without masks, large scores, all-masked rows, gradients."""
+    """Hidden: against the reference with and without masks, large scores, all-masked rows, gradients; then
+    the edges: the contract's keywords, views, masked positions holding the largest scores, m = 1."""
     f, ref = Student(fn, "attention_weights"), _ref()
     for dev, dtype, g in cases(device, seed):
-        for B, m in [(4, 7), (1, 3), (3, 9)]:
+        for B, m in [(4, 7), (1, 3), (3, 9), (2, 1)]:
             scores = randn(g, B, m, dtype=dtype, device=dev, scale=3.0)
             mask = (torch.rand(B, m, generator=g) > 0.4).to(dev)
             mask[0, 0] = True
             if B > 2:
                 mask[-1] = False                    # one row with nothing to attend to
             for sc, mk in [(scores, None), (scores, mask), (scores * 300, None)]:
-                got = f(sc, mk)
-                if isinstance(got, torch.Tensor) and not torch.isfinite(got).all():
-                    if mk is not None and (~mk.any(-1)).any() and torch.isfinite(got[mk.any(-1)]).all():
-                        f.fail("a row whose positions are all masked gives NaN or inf: it should give all zeros.")
-                    f.fail("the weights contain NaN or inf for large scores: subtract the row maximum before exp "
-                           "(torch.softmax does this for you).")
-                got = f.expect_tensor(got, "the weights", shape=(B, m), like=sc)
-                _diagnose_weights(f, got, sc, mk)
-                want = ref.attention_weights(sc, mk)
-                f.expect_close(got, want, "the weights", mistakes=[
-                    ("True was treated as masked: True means the position may be attended",
-                     lambda: ref.attention_weights(sc, ~mk) if mk is not None else None),
-                ])
+                _judge_weights(f, ref, sc, mk, edge="" if sc is scores else "for large scores (x 300)")
             f.expect_gradients([scores, mask], ref.attention_weights)
+        B, m = 3, 5
+        scores = randn(g, B, m, dtype=dtype, device=dev, scale=3.0)
+        mask = (torch.rand(B, m, generator=g) > 0.3).to(dev)
+        mask[:, 0] = True
+        _judge_weights(f, ref, scores, mask, keywords=True)
+        _judge_weights(f, ref, scores, None, keywords=True)
+        views = randn(g, m + 1, B, dtype=dtype, device=dev, scale=3.0)[1:].T
+        _judge_weights(f, ref, views, mask.T.contiguous().T, edge="for inputs that are views (not contiguous)")
+        sc, mk = _masked_largest(g, dtype, dev)
+        _judge_weights(f, ref, sc, mk, edge="masked-largest")
 
 
 # --- context vector --------------------------------------------------------------------------------
@@ -186,19 +298,45 @@ def quick_check_context_vector(fn):
     f.expect_close(f(torch.full((B, m), 1 / m, dtype=h.dtype), h), h.mean(1), "the context vector for uniform weights")
 
 
+def _judge_context(f, ref, alpha, h, *, keywords=False, edge=""):
+    B, m, d_h = h.shape
+    got = keyword_or_positional(f, keywords, dict(batch=B, m=m, d_h=d_h), alpha=alpha, h=h)
+    if isinstance(got, torch.Tensor) and got.shape == (B, d_h) and not torch.isfinite(got).all() \
+            and (alpha.sum(-1) == 0).any():
+        f.fail("the context vector is NaN for a row of zero weights (an all-masked row): the weights were "
+               "renormalized (divided by their sum, 0/0 there). context_vector takes the weights as they are.")
+    got = f.expect_tensor(got, "the context vector", shape=(B, d_h), like=h)
+    magnitude = max(1.0, (alpha.abs()[..., None] * h.abs()).sum(1).max().item())
+    kind = _edge_name(keywords, edge)
+    expect_within(f, got, ref.context_vector(alpha, h), "the context vector" + (f" {kind}" if kind else ""),
+                  derived_tolerance(h.dtype, magnitude), [
+        ("the weights are ignored: that is the plain mean of h", lambda: h.mean(1)),
+        ("the weights are ignored: that is the plain sum of h", lambda: h.sum(1)),
+        ("the weights were renormalized: context_vector takes them as they are (they already sum to 1, or they "
+         "are zero for a fully masked row)", lambda: ref.context_vector(alpha / alpha.sum(-1, keepdim=True), h)),
+    ])
+
+
 def check_context_vector(fn, *, device=None, seed=0):
-    """Hidden: against the reference on random probability vectors."""
+    """Hidden: against the reference on random probability vectors; then the edges: the contract's keywords,
+    views, states x1000, m = 1, a row of zero weights (an all-masked row), calls of other sizes."""
     f, ref = Student(fn, "context_vector"), _ref()
     for dev, dtype, g in cases(device, seed):
-        for B, m, d_h in [(2, 5, 4), (1, 3, 6), (3, 6, 2)]:
-            alpha = torch.softmax(randn(g, B, m, dtype=dtype, device=dev), -1)
-            h = randn(g, B, m, d_h, dtype=dtype, device=dev)
-            got = f.expect_tensor(f(alpha, h), "the context vector", shape=(B, d_h), like=h)
-            f.expect_close(got, ref.context_vector(alpha, h), "the context vector", mistakes=[
-                ("the weights are ignored: that is the plain mean of h", lambda: h.mean(1)),
-                ("the weights are ignored: that is the plain sum of h", lambda: h.sum(1)),
-            ])
+        r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
+        for B, m, d_h in [(2, 5, 4), (1, 3, 6), (3, 6, 2), (4, 1, 3)]:
+            alpha, h = torch.softmax(r(B, m), -1), r(B, m, d_h)
+            _judge_context(f, ref, alpha, h)
             f.expect_gradients([alpha, h], ref.context_vector)
+        B, m, d_h = 3, 4, 5
+        _judge_context(f, ref, torch.softmax(r(B, m), -1), r(B, m, d_h), keywords=True)
+        B, m, d_h = 2, 6, 3
+        _judge_context(f, ref, torch.softmax(r(m, B), 0).T, r(d_h, m, B).permute(2, 1, 0),
+                       edge="for inputs that are views (not contiguous)")
+        B, m, d_h = 3, 5, 4
+        alpha = torch.softmax(r(B, m), -1)
+        alpha[1] = 0.0                                      # the weights of an all-masked row
+        _judge_context(f, ref, alpha, r(B, m, d_h, scale=1000.0), edge="for large states (x 1000) and a row of "
+                       "zero weights (an all-masked row)")
 
 
 # --- one decoder step ------------------------------------------------------------------------------
@@ -221,24 +359,47 @@ def quick_check_attention_decoder_step(fn):
                        f"the new state when only the {name} block of A' is non-zero (columns {lo}..{hi - 1})")
 
 
+def _judge_decoder_step(f, ref, x, s, c, A, b, *, keywords=False, edge=""):
+    B, d_x, d_s, d_h = x.shape[0], x.shape[1], s.shape[1], c.shape[1]
+    got = keyword_or_positional(f, keywords, dict(batch=B, d_x=d_x, d_s=d_s, d_h=d_h),
+                                x=x, s_prev=s, c_prev=c, A_prime=A, b_prime=b)
+    got = _nan_for_large(f, got, edge, "the new state")
+    got = f.expect_tensor(got, "the new state", shape=(B, d_s), like=s)
+    z = torch.cat([x, s, c], -1)
+    pre = z @ A.T
+    parts = {"x'": x, "s": s, "c": c}
+    orders = [o for o in itertools.permutations(parts) if o != ("x'", "s", "c")]
+    want = ref.attention_decoder_step(x, s, c, A, b)
+    kind = _edge_name(keywords, edge)
+    expect_within(f, got, want, "the new state" + (f" {kind}" if kind else ""),
+                  derived_tolerance(x.dtype, tanh_magnitude(z, A, b, want)), [
+        ("the tanh is missing", lambda: pre + b),
+        ("the bias b' is missing", lambda: torch.tanh(pre)),
+    ] + [(f"the concatenation order is [{'; '.join(o)}] instead of [x'; s; c]",
+          lambda o=o: torch.tanh(torch.cat([parts[n] for n in o], -1) @ A.T + b)) for o in orders]
+      + _clamped(pre + b, lambda t: t))
+
+
 def check_attention_decoder_step(fn, *, device=None, seed=0):
-    """Hidden: against the reference; names a wrong concatenation order, a missing tanh or bias."""
+    """Hidden: against the reference; names a wrong concatenation order, a missing tanh or bias; then the
+    edges: the contract's keywords, views, pre-activations x100 and x1000, calls of other sizes."""
     f, ref = Student(fn, "attention_decoder_step"), _ref()
     for dev, dtype, g in cases(device, seed):
+        r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
         for B, d_x, d_s, d_h in [(2, 3, 4, 5), (1, 6, 2, 3)]:
-            x, s = randn(g, B, d_x, dtype=dtype, device=dev), randn(g, B, d_s, dtype=dtype, device=dev)
-            c = randn(g, B, d_h, dtype=dtype, device=dev)
-            A, b = randn(g, d_s, d_x + d_s + d_h, dtype=dtype, device=dev), randn(g, d_s, dtype=dtype, device=dev)
-            got = f.expect_tensor(f(x, s, c, A, b), "the new state", shape=(B, d_s), like=s)
-            pre = torch.cat([x, s, c], -1) @ A.T
-            parts = {"x'": x, "s": s, "c": c}
-            orders = [o for o in itertools.permutations(parts) if o != ("x'", "s", "c")]
-            f.expect_close(got, ref.attention_decoder_step(x, s, c, A, b), "the new state", mistakes=[
-                ("the tanh is missing", lambda: pre + b),
-                ("the bias b' is missing", lambda: torch.tanh(pre)),
-            ] + [(f"the concatenation order is [{'; '.join(o)}] instead of [x'; s; c]",
-                  lambda o=o: torch.tanh(torch.cat([parts[n] for n in o], -1) @ A.T + b)) for o in orders])
-            f.expect_gradients([x, s, c, A, b], ref.attention_decoder_step)
+            x, s, c = r(B, d_x), r(B, d_s), r(B, d_h)
+            A, b = r(d_s, d_x + d_s + d_h), r(d_s)
+            _judge_decoder_step(f, ref, x, s, c, A, b)
+        f.expect_gradients([x, s, c, A, b], ref.attention_decoder_step)
+        B, d_x, d_s, d_h = 3, 2, 5, 4
+        _judge_decoder_step(f, ref, r(B, d_x), r(B, d_s), r(B, d_h), r(d_s, d_x + d_s + d_h), r(d_s), keywords=True)
+        B, d_x, d_s, d_h = 2, 4, 3, 6
+        _judge_decoder_step(f, ref, r(d_x, B).T, r(B, d_s + 1)[:, 1:], r(d_h, B).T, r(d_x + d_s + d_h, d_s).T,
+                            r(d_s + 2)[2:], edge="for inputs that are views (not contiguous)")
+        scale = 100.0 if dtype == torch.float32 else 1000.0
+        B, d_x, d_s, d_h = 3, 3, 4, 2
+        _judge_decoder_step(f, ref, r(B, d_x), r(B, d_s), r(B, d_h), r(d_s, d_x + d_s + d_h, scale=scale),
+                            r(d_s, scale=scale), edge=f"for large pre-activations (A' and b' x {scale:g})")
 
 
 # --- the whole decoder -----------------------------------------------------------------------------
@@ -325,24 +486,52 @@ def quick_check_attention_decode(fn):
         f.fail("each row of weights should sum to 1 over the m source positions.")
 
 
+def _judge_decode(f, ref, hs, xs, A, b, W, *, keywords=False, edge=""):
+    B, m, d = hs.shape
+    t = xs.shape[1]
+    score = RecordingScore(W)
+    sizes = dict(batch=B, m=m, t=t, d=d, d_x=xs.shape[2])
+    result = keyword_or_positional(f, keywords, sizes, hs=hs, xs_dec=xs, A_prime=A, b_prime=b, score_fn=score)
+    ss, weights = f.expect_tuple(result, 2, "(ss, weights)")
+    for got, what, rows in ((ss, "ss", "decoder step"), (weights, "weights", "decoder step")):
+        if isinstance(got, torch.Tensor) and m != t and got.dim() == 3 and got.shape[:2] == (B, m):
+            f.fail(f"{what} has one row per source position (m = {m}): it holds one row per {rows}, t = {t} of them.")
+    f.expect_tensor(ss, "ss", shape=(B, t, d), like=hs, hint="It holds s_1..s_t: (batch, t, d_s).")
+    f.expect_tensor(weights, "weights", shape=(B, t, m), like=hs,
+                    hint="Row j holds the weights that built c_j: (batch, t, m).")
+    _diagnose_decode(f, score, hs, ss, t)
+    want_ss, want_w = ref.attention_decode(hs, xs, A, b, RecordingScore(W))
+    kind = _edge_name(keywords, edge)
+    # The scores reach a few tens: the weights carry their rounding; the states t steps of a tanh recurrence.
+    S = max(1.0, max(c[1].abs().max().item() for c in score.calls) * (1 + W.abs().sum(-1).max().item()) ** 2
+            + hs.abs().sum(-1).max().item() ** 2)
+    tol = derived_tolerance(hs.dtype, S)
+    expect_within(f, weights, want_w, "weights" + (f" {kind}" if kind else ""), tol, [
+        ("row j holds the weights of step j+1: row j must be the weights that built c_j",
+         lambda: torch.cat([want_w[:, 1:], want_w[:, -1:]], 1)),
+    ])
+    prev = torch.cat([hs[:, -1:], want_ss[:, :-1]], dim=1)                    # s_0..s_{t-1}
+    context = hs.abs().amax(1, keepdim=True).expand(B, t, d)                    # |c_j| <= max |h_i|
+    step = tanh_magnitude(torch.cat([xs.abs(), prev.abs(), context], -1), A, b, want_ss)
+    expect_within(f, ss, want_ss, "ss" + (f" {kind}" if kind else ""), derived_tolerance(hs.dtype, t * (step + S)))
+
+
 def check_attention_decode(fn, *, device=None, seed=0):
     """Hidden: against the reference, with the student's helpers swapped for the reference ones so a wrong
-    helper costs only its own points; probes of score_fn name the usual mistakes."""
+    helper costs only its own points; probes of score_fn name the usual mistakes; then the edges: the
+    contract's keywords, views, m == t, t = 1, batch 1, calls of other sizes."""
     f, ref = Student(fn, "attention_decode"), _ref()
     with reference_helpers(fn, LESSON, HELPERS):
         for dev, dtype, g in cases(device, seed):
-            for B, m, t, d, d_x in [(2, 6, 4, 5, 3), (1, 3, 7, 4, 2), (3, 5, 1, 2, 4)]:
+            for B, m, t, d, d_x in [(2, 6, 4, 5, 3), (1, 3, 7, 4, 2), (3, 5, 1, 2, 4), (2, 4, 4, 3, 5)]:
                 hs, xs, A, b, W = _decode_inputs(g, B, m, t, d, d_x, dtype, dev)
-                score = RecordingScore(W)
-                ss, weights = f.expect_tuple(f(hs, xs, A, b, score), 2, "(ss, weights)")
-                f.expect_tensor(ss, "ss", shape=(B, t, d), like=hs)
-                f.expect_tensor(weights, "weights", shape=(B, t, m), like=hs)
-                _diagnose_decode(f, score, hs, ss, t)
-                want_ss, want_w = ref.attention_decode(hs, xs, A, b, RecordingScore(W))
-                f.expect_close(weights, want_w, "weights", mistakes=[
-                    ("row j holds the weights of step j+1: row j must be the weights that built c_j",
-                     lambda: torch.cat([want_w[:, 1:], want_w[:, -1:]], 1)),
-                ])
-                f.expect_close(ss, want_ss, "ss")
-                f.expect_gradients([hs, xs, A, b, RecordingScore(W)], ref.attention_decode,
-                                   output=lambda r: torch.cat([r[0].flatten(), r[1].flatten()]))
+                _judge_decode(f, ref, hs, xs, A, b, W, edge="with m == t" if m == t else "")
+            f.expect_gradients([hs, xs, A, b, RecordingScore(W)], ref.attention_decode,
+                               output=lambda r: torch.cat([r[0].flatten(), r[1].flatten()]))
+            B, m, t, d, d_x = 3, 2, 3, 4, 6
+            hs, xs, A, b, W = _decode_inputs(g, B, m, t, d, d_x, dtype, dev)
+            _judge_decode(f, ref, hs, xs, A, b, W, keywords=True)
+            B, m, t, d, d_x = 2, 5, 3, 3, 2
+            hs, xs, A, b, W = _decode_inputs(g, B, m, t, d, d_x, dtype, dev)
+            _judge_decode(f, ref, hs.transpose(0, 1).contiguous().transpose(0, 1), xs.transpose(1, 2).contiguous()
+                          .transpose(1, 2), A.T.contiguous().T, b, W, edge="for inputs that are views (not contiguous)")
