@@ -26,7 +26,7 @@ import zmq
 from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
-from . import bridge, sandbox
+from . import bridge, forkserver, sandbox
 from .outcome import Status
 from .settings import DEFAULT
 
@@ -56,9 +56,80 @@ def _die_with_parent() -> None:
         pass
 
 
+def start_method() -> str:
+    """How kernels start in this process: "fork" (from a warm template, where `forkserver.unavailable()` is
+    empty) or "fresh" (a new interpreter each); $ATTENTION_KERNEL_START chooses, `Settings.kernel_start` else."""
+    wanted = os.environ.get("ATTENTION_KERNEL_START", DEFAULT.kernel_start)
+    if wanted not in ("fork", "fresh"):
+        raise ValueError(f"ATTENTION_KERNEL_START must be fork or fresh, not {wanted!r}")
+    return "fork" if wanted == "fork" and not forkserver.unavailable() else "fresh"
+
+
+class _Templates:
+    """This process's warm template (one per grading process), started on first use, remade if it died."""
+
+    def __init__(self):
+        self.template: forkserver.Template | None = None
+        self.scratch: Path | None = None
+        self.why_not = ""           # why the last start failed: this process starts kernels fresh from then on
+
+    def get(self) -> forkserver.Template | None:
+        """The template, once it has finished its imports; None while it warms up (it is started on the first
+        call: that kernel starts fresh meanwhile) or where it failed (`why_not`)."""
+        if self.why_not:
+            return None
+        if self.template is None or not self.template.alive():
+            self.close()
+            self.scratch = Path(tempfile.mkdtemp(prefix="attention-template-"))
+            try:
+                self.template = forkserver.Template(self.scratch)
+            except (forkserver.TemplateError, OSError) as error:
+                self.failed(error)
+            return None
+        try:
+            return self.template if self.template.warm() else None
+        except forkserver.TemplateError as error:
+            self.failed(error)
+            return None
+
+    def warm_up(self, timeout: float = forkserver.START_TIMEOUT) -> bool:
+        """Start the template now and wait until it has finished its imports; False where it cannot fork."""
+        if start_method() != "fork":
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.get() is not None:
+                return True
+            if self.why_not:
+                return False
+            time.sleep(0.05)
+        return False
+
+    def failed(self, error: Exception) -> None:
+        self.why_not = str(error)
+        log.warning("kernels start fresh in this process: the warm template failed (%s)", error)
+        self.close()
+
+    def close(self) -> None:
+        if self.template is not None:
+            self.template.close()
+            self.template = None
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+
+_templates = _Templates()
+atexit.register(_templates.close)
+warm_up = _templates.warm_up
+
+
 class Kernel:
-    def __init__(self, *, sandboxed: bool, cwd: Path | None = None, limits: sandbox.Limits = DEFAULT.limits):
+    def __init__(self, *, sandboxed: bool, cwd: Path | None = None, limits: sandbox.Limits = DEFAULT.limits,
+                 start: str | None = None):
         self.sandboxed, self.cwd = sandboxed, cwd
+        self.start = start or start_method()        # "fork" or "fresh": the one that ran, once started
+        self.how = ""                               # said in the notebook's log: how this kernel started
         self.base = Path(tempfile.mkdtemp(prefix="attention-kernel-"))
         self.workdir = self.base / "work"
         self.workdir.mkdir()
@@ -68,6 +139,7 @@ class Kernel:
         self.cgroup: sandbox.Cgroup | None = None
         self.workdir_mounted = False
         self._setup_id = ""
+        self._iopub_live = False        # has a status message come through the kernel's iopub yet?
         self._monitors: list = []
         self._launch(limits)
 
@@ -87,6 +159,7 @@ class Kernel:
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection),
                 "--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=CRITICAL"]
         preexec = _die_with_parent
+        box = None
         if self.sandboxed:
             sandbox.check_hidden()      # SandboxError: the repository would be visible to the kernel
             uid = sandbox.new_uid()
@@ -106,15 +179,35 @@ class Kernel:
             (self.base / "root").mkdir()
             cmd = sandbox.command(argv, env, root=self.base / "root", workdir=self.workdir, uid=uid, limits=limits)
             popen_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            box = sandbox.fork_spec(root=self.base / "root", workdir=self.workdir, uid=uid, limits=limits)
         else:
             write_connection_file(str(connection), ip="127.0.0.1")
             cmd, popen_env = argv, env
         # The kernel's own stderr (C-level writes, start-up errors) goes to a file: a pipe nobody reads would
         # block a kernel that writes much; the file is outside the sandbox, capped by its file size limit.
-        with open(self.base / "stderr.log", "wb") as stderr:
-            self.proc = subprocess.Popen(cmd, env=popen_env, cwd=self.cwd or self.workdir, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-                                         preexec_fn=preexec)
+        stderr_path = self.base / "stderr.log"
+        stderr_path.touch()
+        template = _templates.get() if self.start == "fork" else None
+        if template is not None:
+            try:
+                self.proc = template.fork(argv=["ipykernel_launcher", *argv[3:]], env=env, stderr=str(stderr_path),
+                                          cwd=str(self.cwd or self.workdir), sandbox=box,
+                                          cgroup=[str(p / "cgroup.procs") for p in self.cgroup.paths.values()]
+                                          if self.cgroup is not None else [])
+                self.how = "forked from this process's warm template"
+            except forkserver.TemplateError as error:
+                _templates.failed(error)
+                self.how = f"started fresh (the warm template failed: {error})"
+        elif self.start == "fork":
+            self.how = (f"started fresh (the warm template failed: {_templates.why_not})" if _templates.why_not
+                        else "started fresh (this process's warm template was still importing torch)")
+        if self.proc is None:
+            self.start = "fresh"
+            self.how = self.how or "started fresh (a new interpreter)"
+            with open(stderr_path, "wb") as stderr:
+                self.proc = subprocess.Popen(cmd, env=popen_env, cwd=self.cwd or self.workdir,
+                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                             start_new_session=True, preexec_fn=preexec)
         # A context of the client's own, with a bound on inbound messages set before any socket exists: zmq
         # drops a larger message (and the connection) before jupyter_client could parse it in the grader.
         self.context = zmq.Context()
@@ -145,7 +238,26 @@ class Kernel:
                     if reply["content"].get("status") != "ok":
                         raise bridge.PeerGone(f"the kernel's setup failed: {reply['content'].get('evalue')}")
                     self._setup_id = ""
+        self._await_iopub(deadline)
+        log.info("the kernel was %s", self.how)
         return self
+
+    def _await_iopub(self, deadline: float) -> None:
+        """Wait until the kernel's outputs reach the grader. zmq's subscriber may connect after the kernel's
+        first messages (a forked kernel answers within a fraction of a second): the status messages of a
+        kernel_info request, sent again until one arrives, prove the subscription is in place."""
+        iopub = self.client.iopub_channel
+        while not self._iopub_live:
+            if not self.alive():
+                raise bridge.PeerGone(f"the kernel did not start (exit status {self.proc.poll()}): {self._stderr()}",
+                                      "autograde-failed")
+            if time.monotonic() > deadline:
+                raise bridge.PeerGone("the kernel's outputs did not reach the grader in time", "timeout")
+            if not (iopub.msg_ready() or iopub.socket.poll(250)):
+                self.client.kernel_info()
+                continue
+            msg = _readable(lambda: iopub.get_msg(timeout=0))
+            self._iopub_live = msg.get("msg_type") == "status"
 
     def _stderr(self) -> str:
         """The last line the kernel wrote to its stderr."""
@@ -354,6 +466,20 @@ class KernelPool:
             return Kernel(sandboxed=False, cwd=cwd).ready()
         k = self._next if self._next is not None and self._next.alive() else Kernel(sandboxed=self.sandboxed)
         self._next = Kernel(sandboxed=self.sandboxed)
+        try:
+            return k.ready()
+        except bridge.PeerGone as error:
+            k.kill()
+            if k.start != "fork" or error.status != Status.AUTOGRADE_FAILED.value:
+                raise
+            # A fork that could not become a kernel is the template's fault: the process starts its kernels
+            # fresh from now on, beginning with this one.
+            _templates.failed(error)
+        except BaseException:
+            k.kill()
+            raise
+        k = Kernel(sandboxed=self.sandboxed, start="fresh")
+        k.how = f"started fresh (a kernel forked from the warm template did not start: {_templates.why_not})"
         try:
             return k.ready()
         except BaseException:

@@ -221,9 +221,11 @@ def new_uid() -> int:
     return int(os.environ.get("ATTENTION_SANDBOX_UID_BASE", 200_000)) + secrets.randbelow(UID_SPAN)
 
 
-_SCRIPT = r"""
+# The root: run as the namespace's first process (or its child) with the root folder and the working
+# directory as $1 and $2. Shared by the started kernel (`command`) and the forked one (`fork_spec`).
+_ROOT_SCRIPT = r"""
 set -eu
-R=$1 W=$2 U=$3; shift 3
+R=$1 W=$2
 mount -t tmpfs -o mode=0755,size=16m tmpfs "$R"
 # The empty scratch folders first: what is bound next may live under /tmp (a clone of the course there).
 mkdir -p "$R/dev" "$R/proc" "$R/tmp"
@@ -243,6 +245,10 @@ for l in @ROOT_LINKS@; do
 done
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 mkdir -p "$R$W"; mount --bind "$W" "$R$W"
+"""
+
+_SCRIPT = _ROOT_SCRIPT + r"""
+U=$3; shift 3
 # Not exec: this root shell stays the namespace's first process, so the kernel cannot kill it, and when it
 # dies (its parent, unshare, takes it down with the grader) every process of the namespace dies with it.
 chroot "$R" setpriv --reuid="$U" --regid="$U" --clear-groups --no-new-privs --inh-caps=-all \
@@ -254,14 +260,23 @@ chroot "$R" setpriv --reuid="$U" --regid="$U" --clear-groups --no-new-privs --in
 def command(argv: list[str], env: dict[str, str], *, root: Path, workdir: Path, uid: int,
             limits: Limits = Limits()) -> list[str]:
     """The command line that runs `argv` with `env` inside the sandbox (`root` and `workdir` must exist)."""
+    return ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--ipc", "--uts",
+            "sh", "-c", _filled(_SCRIPT, limits), "sandbox", str(root), str(workdir), str(uid),
+            *[f"{k}={v}" for k, v in env.items()], *argv]
+
+
+def fork_spec(*, root: Path, workdir: Path, uid: int, limits: Limits = Limits()) -> dict:
+    """The same walls for a kernel forked from a warm template (`forkserver`): the script that builds the
+    root, and what the kernel process itself takes (chroot, user id, rlimits)."""
+    return {"script": _filled(_ROOT_SCRIPT, limits), "root": str(root), "workdir": str(workdir), "uid": uid,
+            "memory_bytes": limits.memory_bytes, "processes": limits.processes, "file_bytes": limits.file_bytes}
+
+
+def _filled(script: str, limits: Limits) -> str:
     values = {"SYSTEM_DIRS": " ".join(SYSTEM_DIRS), "VISIBLE": " ".join(_visible_paths()),
               "ROOT_LINKS": " ".join(ROOT_LINKS), "DEVICES": " ".join(DEVICES),
               "GPU": " ".join(_gpu_devices()), "TMP_BYTES": limits.tmp_bytes,
               "MEMORY": limits.memory_bytes, "PROCESSES": limits.processes, "FILE_BYTES": limits.file_bytes}
-    script = _SCRIPT
     for name, value in values.items():
         script = script.replace(f"@{name}@", str(value))
-    return ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--ipc", "--uts",
-            "sh", "-c", script, "sandbox", str(root), str(workdir), str(uid),
-            *[f"{k}={v}" for k, v in env.items()], *argv]
-
+    return script

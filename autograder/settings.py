@@ -33,6 +33,8 @@ class Settings:
     kernel_start_timeout: int = 120    # seconds a kernel may take to start and import torch
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     sandboxed: bool | None = None      # None: wherever the sandbox is available
+    kernel_start: str = "fork"         # "fork": kernels forked from a warm template (Linux); "fresh": a new
+                                       # interpreter each ($ATTENTION_KERNEL_START overrides it)
     max_notebook_bytes: int = 32 * 2**20        # a submission larger than this is not read
     max_notebook_containers: int = 2_000_000    # JSON lists and objects in one submission, counted before parsing
     worker_memory_bytes: int = 12 * 2**30       # address space of one grading worker: a submission that

@@ -13,9 +13,19 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(bool(sandbox.unavailable()), reason=sandbox.unavailable() or "sandbox available")]
 
 
+@pytest.fixture(autouse=True, params=["fork", "fresh"])
+def start(request, monkeypatch):
+    """Every wall holds for both kinds of kernel: forked from the warm template, and started afresh."""
+    monkeypatch.setenv("ATTENTION_KERNEL_START", request.param)
+    if request.param == "fork":
+        assert kernel.warm_up(), kernel._templates.why_not
+    return request.param
+
+
 @pytest.fixture
-def sandboxed():
+def sandboxed(start):
     k = kernel.Kernel(sandboxed=True).ready()
+    assert k.start == start, k.how
     yield k
     k.kill()
 
