@@ -90,10 +90,9 @@ def check_additive_scores(fn, *, device=None, seed=0):
     f, ref = Student(fn, "additive_scores"), _ref()
     for dev, dtype, g in cases(device, seed):
         r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
-        for B, m, d_h, d_s, d_a in [(2, 5, 4, 3, 6), (1, 7, 3, 5, 2), (3, 1, 2, 4, 5)]:
+        for B, m, d_h, d_s, d_a in [(2, 5, 4, 3, 6), (1, 7, 8, 9, 10), (3, 1, 2, 4, 5)]:
             h, s, W, v = r(B, m, d_h), r(B, d_s), r(d_a, d_h + d_s), r(d_a)
             _judge_additive(f, ref, h, s, W, v)
-            f.expect_gradients([h, s, W, v], ref.additive_scores)
         B, m, d_h, d_s, d_a = 3, 4, 5, 2, 6
         _judge_additive(f, ref, r(B, m, d_h), r(B, d_s), r(d_a, d_h + d_s), r(d_a), keywords=True)
         B, m, d_h, d_s, d_a = 2, 6, 3, 4, 5
@@ -103,6 +102,7 @@ def check_additive_scores(fn, *, device=None, seed=0):
         B, m, d_h, d_s, d_a = 2, 5, 4, 3, 6
         _judge_additive(f, ref, r(B, m, d_h), r(B, d_s), r(d_a, d_h + d_s, scale=scale), r(d_a),
                         edge=f"for large pre-activations (W x {scale:g})")
+        f.expect_gradients([h, s, W, v], ref.additive_scores)
 
 
 # --- option 2: dot-product scores ------------------------------------------------------------------
@@ -147,10 +147,9 @@ def check_dot_scores(fn, *, device=None, seed=0):
     f, ref = Student(fn, "dot_scores"), _ref()
     for dev, dtype, g in cases(device, seed):
         r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
-        for B, m, d_h, d_s, d_k in [(3, 4, 5, 5, 5), (2, 5, 4, 3, 6), (1, 3, 6, 2, 5), (4, 1, 3, 6, 2)]:
+        for B, m, d_h, d_s, d_k in [(3, 4, 5, 5, 5), (2, 7, 6, 8, 9), (1, 3, 6, 2, 5), (4, 1, 3, 6, 2)]:
             h, s, W_K, W_Q = r(B, m, d_h), r(B, d_s), r(d_k, d_h), r(d_k, d_s)   # square first: names a swap
             _judge_dot(f, ref, h, s, W_K, W_Q)
-            f.expect_gradients([h, s, W_K, W_Q], ref.dot_scores)
         B, m, d_h, d_s, d_k = 3, 6, 2, 4, 5
         _judge_dot(f, ref, r(B, m, d_h), r(B, d_s), r(d_k, d_h), r(d_k, d_s), keywords=True)
         B, m, d_h, d_s, d_k = 2, 5, 3, 6, 4
@@ -160,6 +159,7 @@ def check_dot_scores(fn, *, device=None, seed=0):
         B, m, d_h, d_s, d_k = 2, 4, 3, 5, 6
         _judge_dot(f, ref, r(B, m, d_h, scale=scale), r(B, d_s), r(d_k, d_h), r(d_k, d_s),
                    edge=f"for large scores (h x {scale:g})")
+        f.expect_gradients([h, s, W_K, W_Q], ref.dot_scores)
 
 
 # --- softmax normalization with a mask -------------------------------------------------------------
@@ -232,6 +232,13 @@ def _judge_weights(f, ref, sc, mk, *, keywords=False, edge=""):
             f.fail("masked positions get weight where they hold the largest scores: a finite penalty (scores - 100, "
                    "a fill of -1e4) is not enough when the masked scores are larger still. Fill masked scores with "
                    "torch.finfo(dtype).min, or zero them after a softmax over the allowed positions only.")
+        live = valid.any(-1)
+        if (got[live].sum(-1) < 0.5).any():
+            f.fail("the allowed positions get no weight where the masked positions hold the largest scores (by 40000, "
+                   "every allowed score near -20000): either a finite penalty (scores - 100, a fill of -1e4) left the "
+                   "masked positions on top before they were zeroed, or the softmax ran over every position and was "
+                   "renormalized over the allowed ones afterwards (their exps underflow to 0). Fill masked scores "
+                   "with torch.finfo(dtype).min before the softmax.")
     _diagnose_weights(f, got, sc, mk)
     want = ref.attention_weights(sc, mk)
     allowed = sc if mk is None else sc.masked_fill(~mk, 0.0)
@@ -248,12 +255,12 @@ def _judge_weights(f, ref, sc, mk, *, keywords=False, edge=""):
 
 
 def _masked_largest(g, dtype, dev):
-    """Scores whose masked positions hold the largest values (by 2000), the allowed ones all near -2000, one row
+    """Scores whose masked positions hold the largest values (by 40000), the allowed ones all near -20000, one row
     with a single allowed position, one with none."""
     B, m = 4, 6
-    sc = randn(g, B, m, dtype=dtype, device=dev) - 2000.0
+    sc = randn(g, B, m, dtype=dtype, device=dev) - 20000.0
     mask = (torch.arange(m) < torch.tensor([1, 3, 5, 0])[:, None]).to(dev)
-    sc = torch.where(mask, sc, sc + 4000.0)
+    sc = torch.where(mask, sc, sc + 40000.0)
     return sc, mask
 
 
@@ -326,7 +333,6 @@ def check_context_vector(fn, *, device=None, seed=0):
         for B, m, d_h in [(2, 5, 4), (1, 3, 6), (3, 6, 2), (4, 1, 3)]:
             alpha, h = torch.softmax(r(B, m), -1), r(B, m, d_h)
             _judge_context(f, ref, alpha, h)
-            f.expect_gradients([alpha, h], ref.context_vector)
         B, m, d_h = 3, 4, 5
         _judge_context(f, ref, torch.softmax(r(B, m), -1), r(B, m, d_h), keywords=True)
         B, m, d_h = 2, 6, 3
@@ -337,6 +343,7 @@ def check_context_vector(fn, *, device=None, seed=0):
         alpha[1] = 0.0                                      # the weights of an all-masked row
         _judge_context(f, ref, alpha, r(B, m, d_h, scale=1000.0), edge="for large states (x 1000) and a row of "
                        "zero weights (an all-masked row)")
+        f.expect_gradients([torch.softmax(r(B, m), -1), r(B, m, d_h)], ref.context_vector)
 
 
 # --- one decoder step ------------------------------------------------------------------------------
@@ -386,7 +393,7 @@ def check_attention_decoder_step(fn, *, device=None, seed=0):
     f, ref = Student(fn, "attention_decoder_step"), _ref()
     for dev, dtype, g in cases(device, seed):
         r = lambda *shape, scale=1.0: randn(g, *shape, dtype=dtype, device=dev, scale=scale)      # noqa: E731
-        for B, d_x, d_s, d_h in [(2, 3, 4, 5), (1, 6, 2, 3)]:
+        for B, d_x, d_s, d_h in [(2, 3, 4, 5), (1, 7, 8, 9)]:
             x, s, c = r(B, d_x), r(B, d_s), r(B, d_h)
             A, b = r(d_s, d_x + d_s + d_h), r(d_s)
             _judge_decoder_step(f, ref, x, s, c, A, b)
@@ -491,8 +498,17 @@ def _judge_decode(f, ref, hs, xs, A, b, W, *, keywords=False, edge=""):
     t = xs.shape[1]
     score = RecordingScore(W)
     sizes = dict(batch=B, m=m, t=t, d=d, d_x=xs.shape[2])
-    result = keyword_or_positional(f, keywords, sizes, hs=hs, xs_dec=xs, A_prime=A, b_prime=b, score_fn=score)
+    try:
+        result = keyword_or_positional(f, keywords, sizes, hs=hs, xs_dec=xs, A_prime=A, b_prime=b, score_fn=score)
+    except CheckFailed as e:
+        if "__call__() got an unexpected keyword argument" in str(e):
+            raise CheckFailed(f"{e} score_fn is called with keywords of its own: its contract is score_fn(h, s), "
+                              "so call it by position, score_fn(hs, s_j), or as score_fn(h=hs, s=s_j).") from None
+        raise
     ss, weights = f.expect_tuple(result, 2, "(ss, weights)")
+    if isinstance(weights, torch.Tensor) and m != t and tuple(weights.shape) == (B, m, t):
+        f.fail(f"weights have shape (batch, m, t) = {(B, m, t)}: they are stacked along the wrong axis. Row j holds "
+               "the weights of step j over the m source positions: torch.stack(rows, dim=1) gives (batch, t, m).")
     for got, what, rows in ((ss, "ss", "decoder step"), (weights, "weights", "decoder step")):
         if isinstance(got, torch.Tensor) and m != t and got.dim() == 3 and got.shape[:2] == (B, m):
             f.fail(f"{what} has one row per source position (m = {m}): it holds one row per {rows}, t = {t} of them.")
@@ -509,6 +525,8 @@ def _judge_decode(f, ref, hs, xs, A, b, W, *, keywords=False, edge=""):
     expect_within(f, weights, want_w, "weights" + (f" {kind}" if kind else ""), tol, [
         ("row j holds the weights of step j+1: row j must be the weights that built c_j",
          lambda: torch.cat([want_w[:, 1:], want_w[:, -1:]], 1)),
+        ("the weights are stacked along the wrong axis (column j holds step j): row j holds the weights of step j, "
+         "torch.stack(rows, dim=1)", lambda: want_w.transpose(1, 2)),
     ])
     prev = torch.cat([hs[:, -1:], want_ss[:, :-1]], dim=1)                    # s_0..s_{t-1}
     context = hs.abs().amax(1, keepdim=True).expand(B, t, d)                    # |c_j| <= max |h_i|

@@ -70,6 +70,15 @@ def _shape_hint(message: str) -> str:
     return ""
 
 
+def _in_place_hint(message: str) -> str:
+    # Autograd's complaints about in-place operations on inputs that require grad (or views of them).
+    if any(w in message for w in ("in-place operation", "modified inplace", "modified by an inplace operation")):
+        return (" An input was modified in place (an operation ending in _, such as .t_() or .mul_(), or x /= ..., "
+                "x[...] = ...), which breaks autograd even when it is undone afterwards: compute new tensors "
+                "instead of editing the inputs.")
+    return ""
+
+
 _COURSE_DIRS = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(torch.__file__))
 
 
@@ -230,7 +239,7 @@ class Student:
                 where = f" at {where}" if where else ""
                 text = str(e)[:500].rstrip(". ")
                 raise CheckFailed(f"{self.name} raised {kind}{where}: {text}. (inputs of shapes "
-                                  f"{describe_inputs(args, kwargs)}){_shape_hint(text)}") from None
+                                  f"{describe_inputs(args, kwargs)}){_shape_hint(text)}{_in_place_hint(text)}") from None
         for i, (a, b) in enumerate(zip(args, before)):
             if b is not None and not torch.equal(a.detach(), b):
                 self.fail(f"argument {i + 1} was modified in place. Compute new tensors instead of editing the inputs.")
@@ -291,7 +300,13 @@ class Student:
                 self.fail("no gradient flows back to the inputs. Avoid .detach(), .numpy(), .item() and "
                           "torch.no_grad() inside the function.")
             weights = randn(g, *out.shape, dtype=out.dtype).to(out.device)
-            (out * weights).sum().backward()
+            if fn is self:
+                try:
+                    (out * weights).sum().backward()
+                except RuntimeError as e:
+                    self.fail(f"the gradient cannot be computed: {str(e)[:300].rstrip('. ')}.{_in_place_hint(str(e))}")
+            else:
+                (out * weights).sum().backward()
             grads.append([a.grad for a in leaves if isinstance(a, torch.Tensor) and a.is_floating_point()])
         for i, (mine, ref) in enumerate(zip(*grads)):
             if ref is None:

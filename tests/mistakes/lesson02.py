@@ -688,3 +688,437 @@ CORRECT = [
             return torch.stack(states, 1), torch.stack(weights, 1)
         """),
 ]
+
+
+# --- the edges of the contract (issue 15): calling, input, numerical and dtype/device families ---------
+# Each is proven wrong (or right) by tests/test_checks_bahdanau.py against oracles written with PyTorch's own
+# modules and functions (F.linear, F.bilinear, F.softmax, F.scaled_dot_product_attention, nn.RNNCell).
+
+_DEC = """
+def attention_decode(hs, xs_dec, A_prime, b_prime, score_fn):
+{body}"""
+
+
+def _decode(name, body, says=""):
+    return _answer("attention_decode", name, _DEC.format(body=body), says)
+
+
+WRONG += [
+    # additive_scores
+    _answer("additive_scores", "the decoder state parameter named s_j", """
+        def additive_scores(h, s_j, W, v):
+            m = h.shape[1]
+            z = torch.cat([h, s_j.unsqueeze(1).expand(-1, m, -1)], dim=-1)
+            return torch.tanh(z @ W.T) @ v
+        """, says="parameter names of the contract"),
+    _answer("additive_scores", "W's blocks split once and kept from the first call", """
+        _W = {}
+        def additive_scores(h, s, W, v):
+            if not _W:
+                _W["h"], _W["s"] = W[:, :h.shape[-1]], W[:, h.shape[-1]:]
+            pre = h @ _W["h"].T + (s @ _W["s"].T)[:, None, :]
+            return torch.tanh(pre) @ v
+        """, says="earlier call"),
+    _answer("additive_scores", "squeeze() without a dim (batch 1 or m = 1 collapses)", """
+        def additive_scores(h, s, W, v):
+            m = h.shape[1]
+            z = torch.cat([h, s[:, None].expand(-1, m, -1)], dim=-1)
+            return (torch.tanh(z @ W.T) @ v[:, None]).squeeze()
+        """, says="squeeze"),
+    _answer("additive_scores", "s given its position axis in place (s.unsqueeze_)", """
+        def additive_scores(h, s, W, v):
+            s.unsqueeze_(1)
+            z = torch.cat([h, s.expand(-1, h.shape[1], -1)], dim=-1)
+            scores = torch.tanh(z @ W.T) @ v
+            s.squeeze_(1)
+            return scores
+        """),
+    _answer("additive_scores", "tanh written with exp", """
+        def additive_scores(h, s, W, v):
+            z = torch.cat([h, s[:, None].expand(-1, h.shape[1], -1)], dim=-1) @ W.T
+            return ((torch.exp(2 * z) - 1) / (torch.exp(2 * z) + 1)) @ v
+        """, says="a tanh written with exp overflows"),
+    _answer("additive_scores", "pre-activation clamped to [-10, 10]", """
+        def additive_scores(h, s, W, v):
+            z = torch.cat([h, s[:, None].expand(-1, h.shape[1], -1)], dim=-1) @ W.T
+            return torch.tanh(z.clamp(-10, 10)) @ v
+        """, says="clamped to [-10, 10]"),
+    _answer("additive_scores", "tanh in float32, cast back", """
+        def additive_scores(h, s, W, v):
+            z = torch.cat([h, s[:, None].expand(-1, h.shape[1], -1)], dim=-1) @ W.T
+            return torch.tanh(z.float()).to(h.dtype) @ v
+        """, says="float32 precision"),
+    _answer("additive_scores", "float64 forced with .double()", """
+        def additive_scores(h, s, W, v):
+            z = torch.cat([h, s[:, None].expand(-1, h.shape[1], -1)], dim=-1).double()
+            return torch.tanh(z @ W.double().T) @ v.double()
+        """, says="keep the inputs' dtype"),
+
+    # dot_scores
+    _answer("dot_scores", "weights taken in the seed's order (h, s, W_Q, W_K)", """
+        def dot_scores(h, s, W_Q, W_K):
+            k = h @ W_K.T
+            q = s @ W_Q.T
+            return (k * q[:, None, :]).sum(-1)
+        """, says="W_K and W_Q are swapped"),
+    _answer("dot_scores", "parameters named (h, s, Wk, Wq)", """
+        def dot_scores(h, s, Wk, Wq):
+            return torch.einsum("bmk,bk->bm", h @ Wk.T, s @ Wq.T)
+        """, says="parameter names of the contract"),
+    _answer("dot_scores", "(K @ q[..., None]).squeeze() (batch 1 or m = 1 collapses)", """
+        def dot_scores(h, s, W_K, W_Q):
+            K, q = h @ W_K.T, s @ W_Q.T
+            return (K @ q[..., None]).squeeze()
+        """, says="squeeze"),
+    _answer("dot_scores", "keys cached from the first call", """
+        _cache = {}
+        def dot_scores(h, s, W_K, W_Q):
+            if "K" not in _cache:
+                _cache["K"] = h @ W_K.T
+            return (_cache["K"] * (s @ W_Q.T)[:, None, :]).sum(-1)
+        """, says="earlier call"),
+    _answer("dot_scores", "W_K transposed in place (W_K.t_())", """
+        def dot_scores(h, s, W_K, W_Q):
+            K = h @ W_K.t_()
+            W_K.t_()
+            return (K * (s @ W_Q.T)[:, None, :]).sum(-1)
+        """),
+    _answer("dot_scores", "h normalized in place", """
+        def dot_scores(h, s, W_K, W_Q):
+            h /= h.norm(dim=-1, keepdim=True).clamp(min=1.0)     # "keep the states bounded", in place
+            return ((h @ W_K.T) * (s @ W_Q.T)[:, None, :]).sum(-1)
+        """, says="modified in place"),
+    _answer("dot_scores", "keys and query in float32, cast back", """
+        def dot_scores(h, s, W_K, W_Q):
+            K, q = h.float() @ W_K.float().T, s.float() @ W_Q.float().T
+            return (K * q[:, None, :]).sum(-1).to(h.dtype)
+        """, says="float32 precision"),
+    _answer("dot_scores", "float64 forced with .double()", """
+        def dot_scores(h, s, W_K, W_Q):
+            return ((h.double() @ W_K.double().T) * (s.double() @ W_Q.double().T)[:, None, :]).sum(-1)
+        """, says="keep the inputs' dtype"),
+
+    # attention_weights
+    _answer("attention_weights", "the mask parameter named attn_mask", """
+        def attention_weights(scores, attn_mask=None):
+            if attn_mask is None:
+                return torch.softmax(scores, dim=-1)
+            w = torch.softmax(scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min), dim=-1)
+            return w * attn_mask
+        """, says="parameter names of the contract"),
+    _answer("attention_weights", "the default all-True mask kept from the first call", """
+        _default = []
+        def attention_weights(scores, mask=None):
+            if mask is None:
+                if not _default:
+                    _default.append(torch.ones_like(scores, dtype=torch.bool))
+                mask = _default[0]
+            w = torch.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1)
+            return w * mask
+        """, says="earlier call"),
+    _answer("attention_weights", "mask inverted in place (mask.logical_not_())", """
+        def attention_weights(scores, mask=None):
+            if mask is None:
+                return torch.softmax(scores, dim=-1)
+            masked = mask.logical_not_()
+            w = torch.softmax(scores.masked_fill(masked, torch.finfo(scores.dtype).min), dim=-1)
+            mask.logical_not_()
+            return w * mask
+        """),
+    _answer("attention_weights", "finite penalty: scores - 100 where masked, zeroed afterwards", """
+        def attention_weights(scores, mask=None):
+            if mask is None:
+                return torch.softmax(scores, dim=-1)
+            return torch.softmax(scores - 100.0 * (~mask), dim=-1) * mask
+        """, says="the allowed positions get no weight"),
+    _answer("attention_weights", "-1e4 fill, zeroed afterwards", """
+        def attention_weights(scores, mask=None):
+            if mask is None:
+                return torch.softmax(scores, dim=-1)
+            return torch.softmax(scores.masked_fill(~mask, -1e4), dim=-1) * mask
+        """, says="the allowed positions get no weight"),
+    _answer("attention_weights", "softmax over every position, renormalized over the allowed ones", """
+        def attention_weights(scores, mask=None):
+            w = torch.softmax(scores, dim=-1)
+            if mask is None:
+                return w
+            w = w * mask
+            total = w.sum(-1, keepdim=True)
+            return torch.where(total > 0, w / total.clamp(min=1e-300), torch.zeros_like(w))
+        """, says="the allowed positions get no weight"),
+    _answer("attention_weights", "scores clamped to [-50, 50] against overflow", """
+        def attention_weights(scores, mask=None):
+            e = torch.exp(scores.clamp(-50, 50))
+            if mask is not None:
+                e = e * mask
+            total = e.sum(-1, keepdim=True)
+            return e / torch.where(total > 0, total, torch.ones_like(total))
+        """, says="clamped before the softmax"),
+    _answer("attention_weights", "softmax in float32 inside a float64 call, cast back", """
+        def attention_weights(scores, mask=None):
+            s = scores.float()
+            if mask is not None:
+                s = s.masked_fill(~mask, torch.finfo(torch.float32).min)
+            w = torch.softmax(s, dim=-1).to(scores.dtype)
+            return w if mask is None else w * mask
+        """, says="float32 precision"),
+    _answer("attention_weights", "float64 forced with .double()", """
+        def attention_weights(scores, mask=None):
+            s = scores.double()
+            if mask is not None:
+                s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
+            w = torch.softmax(s, dim=-1)
+            return w if mask is None else w * mask
+        """, says="keep the inputs' dtype"),
+
+    # context_vector
+    _answer("context_vector", "the weights parameter named weights", """
+        def context_vector(weights, h):
+            return torch.einsum("bm,bmd->bd", weights, h)
+        """, says="parameter names of the contract"),
+    _answer("context_vector", "an accumulator kept at module level between calls", """
+        _acc = []
+        def context_vector(alpha, h):
+            if not _acc:
+                _acc.append(h.new_zeros(h.shape[0], h.shape[-1]))
+            c = _acc[0] * 0
+            for i in range(h.shape[1]):
+                c = c + alpha[:, i:i + 1] * h[:, i]
+            return c
+        """, says="earlier call"),
+    _answer("context_vector", "alpha given a feature axis in place (alpha.unsqueeze_)", """
+        def context_vector(alpha, h):
+            alpha.unsqueeze_(-1)
+            c = (alpha * h).sum(1)
+            alpha.squeeze_(-1)
+            return c
+        """),
+    _answer("context_vector", "h weighted in place (h.mul_)", """
+        def context_vector(alpha, h):
+            return h.mul_(alpha[..., None]).sum(dim=1)
+        """, says="modified in place"),
+    _answer("context_vector", "alpha normalized by its sum (NaN for a zero row)", """
+        def context_vector(alpha, h):
+            alpha = alpha / alpha.sum(-1, keepdim=True)
+            return torch.bmm(alpha[:, None], h)[:, 0]
+        """, says="renormalized"),
+    _answer("context_vector", "bmm in float32, cast back", """
+        def context_vector(alpha, h):
+            return torch.bmm(alpha.float()[:, None], h.float())[:, 0].to(h.dtype)
+        """, says="float32 precision"),
+    _answer("context_vector", "float64 forced with .double()", """
+        def context_vector(alpha, h):
+            return (alpha.double()[..., None] * h.double()).sum(1)
+        """, says="keep the inputs' dtype"),
+
+    # attention_decoder_step
+    _answer("attention_decoder_step", "parameters named (x, s, c, A, b)", """
+        def attention_decoder_step(x, s, c, A, b):
+            return torch.tanh(torch.cat([x, s, c], -1) @ A.T + b)
+        """, says="parameter names of the contract"),
+    _answer("attention_decoder_step", "A' split into blocks once, kept from the first call", """
+        _blocks = []
+        def attention_decoder_step(x, s_prev, c_prev, A_prime, b_prime):
+            if not _blocks:
+                d_x, d_s = x.shape[-1], s_prev.shape[-1]
+                _blocks.extend([A_prime[:, :d_x], A_prime[:, d_x:d_x + d_s], A_prime[:, d_x + d_s:]])
+            A_x, A_s, A_c = _blocks
+            return torch.tanh(x @ A_x.T + s_prev @ A_s.T + c_prev @ A_c.T + b_prime)
+        """, says="earlier call"),
+    _answer("attention_decoder_step", "A' transposed in place (A_prime.t_())", """
+        def attention_decoder_step(x, s_prev, c_prev, A_prime, b_prime):
+            W = A_prime.t_()
+            s = torch.tanh(torch.cat([x, s_prev, c_prev], -1) @ W + b_prime)
+            A_prime.t_()
+            return s
+        """),
+    _answer("attention_decoder_step", "tanh written with exp", """
+        def attention_decoder_step(x, s_prev, c_prev, A_prime, b_prime):
+            z = torch.cat([x, s_prev, c_prev], -1) @ A_prime.T + b_prime
+            return (torch.exp(z) - torch.exp(-z)) / (torch.exp(z) + torch.exp(-z))
+        """, says="a tanh written with exp overflows"),
+    _answer("attention_decoder_step", "pre-activation clamped to [-10, 10]", """
+        def attention_decoder_step(x, s_prev, c_prev, A_prime, b_prime):
+            z = F.linear(torch.cat([x, s_prev, c_prev], -1), A_prime, b_prime)
+            return torch.tanh(torch.clamp(z, -10.0, 10.0))
+        """, says="clamped to [-10, 10]"),
+    _answer("attention_decoder_step", "concatenation in float32, cast back", """
+        def attention_decoder_step(x, s_prev, c_prev, A_prime, b_prime):
+            z = torch.cat([x, s_prev, c_prev], -1).float()
+            return torch.tanh(z @ A_prime.float().T + b_prime.float()).to(x.dtype)
+        """, says="float32 precision"),
+    _answer("attention_decoder_step", "float64 forced with .double()", """
+        def attention_decoder_step(x, s_prev, c_prev, A_prime, b_prime):
+            z = torch.cat([x, s_prev, c_prev], -1).double()
+            return torch.tanh(z @ A_prime.double().T + b_prime.double())
+        """, says="keep the inputs' dtype"),
+    _answer("attention_decoder_step", "squeeze() without a dim (batch of 1 collapses)", """
+        def attention_decoder_step(x, s_prev, c_prev, A_prime, b_prime):
+            z = torch.cat([x, s_prev, c_prev], -1)[..., None]
+            return torch.tanh((A_prime @ z).squeeze() + b_prime)
+        """, says="squeeze"),
+
+    # attention_decode
+    _answer("attention_decode", "parameters named (hs, xs, A, b, score)", """
+        def attention_decode(hs, xs, A, b, score):
+            s, ss, ws = hs[:, -1], [], []
+            for j in range(xs.shape[1]):
+                alpha = attention_weights(score(hs, s))
+                s = attention_decoder_step(xs[:, j], s, context_vector(alpha, hs), A, b)
+                ss.append(s)
+                ws.append(alpha)
+            return torch.stack(ss, 1), torch.stack(ws, 1)
+        """, says="parameter names of the contract"),
+    _decode("score_fn called with keywords of its own (hs=, s_j=)", """
+    s, ss, ws = hs[:, -1], [], []
+    for j in range(xs_dec.shape[1]):
+        alpha = attention_weights(score_fn(hs=hs, s_j=s))
+        s = attention_decoder_step(xs_dec[:, j], s, context_vector(alpha, hs), A_prime, b_prime)
+        ss.append(s)
+        ws.append(alpha)
+    return torch.stack(ss, 1), torch.stack(ws, 1)
+""", says="score_fn(h, s)"),
+    _decode("output buffers kept at module level from the first call", """
+    global _buffers
+    try:
+        ss, ws = _buffers
+    except NameError:
+        _buffers = ss, ws = (hs.new_zeros(hs.shape[0], xs_dec.shape[1], hs.shape[-1]),
+                             hs.new_zeros(hs.shape[0], xs_dec.shape[1], hs.shape[1]))
+    ss, ws = ss.clone(), ws.clone()
+    s = hs[:, -1]
+    for j in range(xs_dec.shape[1]):
+        alpha = attention_weights(score_fn(hs, s))
+        s = attention_decoder_step(xs_dec[:, j], s, context_vector(alpha, hs), A_prime, b_prime)
+        ss[:, j], ws[:, j] = s, alpha
+    return ss, ws
+""", says="earlier call"),
+    _decode("xs_dec transposed in place to loop over time", """
+    xs_dec.transpose_(0, 1)
+    s, ss, ws = hs[:, -1], [], []
+    for x in xs_dec:
+        alpha = attention_weights(score_fn(hs, s))
+        s = attention_decoder_step(x, s, context_vector(alpha, hs), A_prime, b_prime)
+        ss.append(s)
+        ws.append(alpha)
+    xs_dec.transpose_(0, 1)
+    return torch.stack(ss, 1), torch.stack(ws, 1)
+"""),
+    _decode("states preallocated with m rows instead of t", """
+    B, m, d = hs.shape
+    ss = hs.new_zeros(B, m, d)
+    ws = hs.new_zeros(B, xs_dec.shape[1], m)
+    s = hs[:, -1]
+    for j in range(xs_dec.shape[1]):
+        alpha = attention_weights(score_fn(hs, s))
+        s = attention_decoder_step(xs_dec[:, j], s, context_vector(alpha, hs), A_prime, b_prime)
+        ss[:, j], ws[:, j] = s, alpha
+    return ss, ws
+""", says="one row per source position"),
+    _decode("weights stacked along the last axis (batch, m, t)", """
+    s, ss, ws = hs[:, -1], [], []
+    for j in range(xs_dec.shape[1]):
+        alpha = attention_weights(score_fn(hs, s))
+        s = attention_decoder_step(xs_dec[:, j], s, context_vector(alpha, hs), A_prime, b_prime)
+        ss.append(s)
+        ws.append(alpha)
+    return torch.stack(ss, 1), torch.stack(ws, 2)
+""", says="stacked along the wrong axis"),
+    _decode("weights buffer torch.zeros(B, t, m) without dtype=", """
+    B, m, d = hs.shape
+    t = xs_dec.shape[1]
+    ws = torch.zeros(B, t, m, device=hs.device)
+    s, ss = hs[:, -1], []
+    for j in range(t):
+        alpha = attention_weights(score_fn(hs, s))
+        s = attention_decoder_step(xs_dec[:, j], s, context_vector(alpha, hs), A_prime, b_prime)
+        ss.append(s)
+        ws[:, j] = alpha
+    return torch.stack(ss, 1), ws
+""", says="keep the inputs' dtype"),
+    _decode("squeeze() of the stacked outputs (batch 1 or t = 1 collapses)", """
+    s, ss, ws = hs[:, -1], [], []
+    for j in range(xs_dec.shape[1]):
+        alpha = attention_weights(score_fn(hs, s))
+        s = attention_decoder_step(xs_dec[:, j], s, context_vector(alpha, hs), A_prime, b_prime)
+        ss.append(s)
+        ws.append(alpha)
+    return torch.stack(ss, 1).squeeze(), torch.stack(ws, 1).squeeze()
+""", says="squeeze"),
+    _decode("the state carried in float32, cast back at the end", """
+    s, ss, ws = hs[:, -1].float(), [], []
+    for j in range(xs_dec.shape[1]):
+        alpha = attention_weights(score_fn(hs, s.to(hs.dtype)))
+        c = context_vector(alpha, hs)
+        s = torch.tanh(torch.cat([xs_dec[:, j].float(), s, c.float()], -1) @ A_prime.float().T + b_prime.float())
+        ss.append(s.to(hs.dtype))
+        ws.append(alpha)
+    return torch.stack(ss, 1), torch.stack(ws, 1)
+""", says="float32 precision"),
+]
+
+WRONG_ON_GPU += [
+    _answer("dot_scores", "scores accumulated in torch.zeros(B, m, dtype=h.dtype) without device=", """
+        def dot_scores(h, s, W_K, W_Q):
+            K, q = h @ W_K.T, s @ W_Q.T
+            out = torch.zeros(h.shape[0], h.shape[1], dtype=h.dtype)
+            for i in range(h.shape[1]):
+                out[:, i] = (K[:, i] * q).sum(-1)
+            return out
+        """, says="is on cpu"),
+    _answer("attention_decoder_step", "bias folded in with torch.ones(B, 1, dtype=x.dtype) without device=", """
+        def attention_decoder_step(x, s_prev, c_prev, A_prime, b_prime):
+            ones = torch.ones(x.shape[0], 1, dtype=x.dtype)
+            z = torch.cat([x, s_prev, c_prev, ones], -1)
+            return torch.tanh(z @ torch.cat([A_prime, b_prime[:, None]], 1).T)
+        """, says="device"),
+]
+
+CORRECT += [
+    _answer("additive_scores", "F.linear on the two blocks, then F.linear with v", """
+        def additive_scores(h, s, W, v):
+            d_h = h.shape[-1]
+            pre = F.linear(h, W[:, :d_h]) + F.linear(s, W[:, d_h:]).unsqueeze(-2)
+            return F.linear(torch.tanh(pre), v[None]).squeeze(-1)
+        """),
+    _answer("dot_scores", "F.bilinear with W_K^T W_Q", """
+        def dot_scores(h, s, W_K, W_Q):
+            M = (W_K.T @ W_Q)[None]                                 # (1, d_h, d_s)
+            B, m, d_h = h.shape
+            out = F.bilinear(h.reshape(B * m, d_h), s.repeat_interleave(m, 0), M)
+            return out.reshape(B, m)
+        """),
+    _answer("attention_weights", "exp(s - max over the allowed positions), torch.where masks", """
+        def attention_weights(scores, mask=None):
+            if mask is None:
+                mask = torch.ones_like(scores, dtype=torch.bool)
+            low = torch.finfo(scores.dtype).min
+            top = torch.where(mask, scores, low).amax(-1, keepdim=True)
+            e = torch.where(mask, torch.exp(torch.where(mask, scores - top, 0.0)), 0.0)
+            total = e.sum(-1, keepdim=True)
+            return e / torch.where(total > 0, total, torch.ones_like(total))
+        """),
+    _answer("context_vector", "h transposed times alpha as a column", """
+        def context_vector(alpha, h):
+            return (h.transpose(1, 2) @ alpha.unsqueeze(-1)).squeeze(-1)
+        """),
+    _answer("attention_decoder_step", "nn.RNNCell through functional_call", """
+        def attention_decoder_step(x, s_prev, c_prev, A_prime, b_prime):
+            d_x, d_s = x.shape[-1], s_prev.shape[-1]
+            inp = torch.cat([x, c_prev], -1)
+            cell = nn.RNNCell(inp.shape[-1], d_s).to(device=x.device, dtype=x.dtype)
+            params = {"weight_ih": torch.cat([A_prime[:, :d_x], A_prime[:, d_x + d_s:]], 1),
+                      "weight_hh": A_prime[:, d_x:d_x + d_s], "bias_ih": b_prime,
+                      "bias_hh": torch.zeros_like(b_prime)}
+            return torch.func.functional_call(cell, params, (inp, s_prev))
+        """),
+    _decode("score_fn called with the contract's keywords, one list of rows", """
+    s, rows = hs[:, -1], []
+    for x in xs_dec.unbind(1):
+        alpha = attention_weights(score_fn(h=hs, s=s))
+        s = attention_decoder_step(x, s, context_vector(alpha, hs), A_prime, b_prime)
+        rows.append((s, alpha))
+    ss, ws = zip(*rows)
+    return torch.stack(ss, 1), torch.stack(ws, 1)
+"""),
+]
