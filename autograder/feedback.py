@@ -9,6 +9,7 @@ with formulas rendered offline.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -110,12 +111,20 @@ def clean_markdown(source: str) -> str:
 
 
 def _clean_tag(tag: str) -> str:
+    # A lesson's markdown repeats the same short tags for every student: cleaned once per grading process.
+    return _clean_short_tag(tag) if len(tag) <= 256 else _clean_any_tag(tag)
+
+
+def _clean_any_tag(tag: str) -> str:
     if tag.startswith("<!--"):
         return ""
     cleaned = _CLEANER.clean(tag)
     if cleaned.startswith("&lt;"):          # a tag not allowed: dropped, not shown as text
         return ""
     return cleaned
+
+
+_clean_short_tag = functools.lru_cache(maxsize=8192)(_clean_any_tag)
 
 
 class _OnWhereListed(Preprocessor):
