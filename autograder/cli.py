@@ -32,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
                    help="run the kernels without the sandbox (trusted submissions only; for comparison)")
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="grade on a Dask cluster (e.g. tcp://host:8786) instead of local processes")
+    g.add_argument("--kernel-start", choices=["fork", "fresh"],
+                   help="fork: each kernel forked from a warm template (default, Linux); fresh: a new interpreter "
+                        "each (local workers; on a cluster, set ATTENTION_KERNEL_START where the workers run)")
 
     d = verbs.add_parser("demo", help="grade the bundled demo class and print the table")
     d.add_argument("--out", default="demo-out", help="where the demo course goes (default: demo-out)")
@@ -57,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         from . import check
         return check.main(**args)
     if verb == "grade":
+        start = args.pop("kernel_start")
+        if start:       # read by every grading process this one starts
+            os.environ["ATTENTION_KERNEL_START"] = start
         from . import grade
         return grade.main(**args)
     if verb == "init":
