@@ -361,10 +361,13 @@ def test_correct_catalog_answer_passes_ten_times_inside_the_tolerance(answer):
 def test_tensor_created_without_device_is_caught_on_the_meta_device():
     """Does the hidden check, with no device asked for, catch an answer that creates its default mask without
     device= (on the meta device), while a check narrowed to the CPU, where it is right, passes it?"""
-    answer, = _attention_answers("WRONG_ON_GPU")
-    checks.check_qkv_attention(_define(answer), device="cpu")
-    with pytest.raises(CheckFailed, match="creates a tensor on the CPU"):
-        checks.check_qkv_attention(_define(answer))
+    from tests.mistakes import lesson03
+    assert len(lesson03.WRONG_ON_GPU) >= 2
+    for answer in lesson03.WRONG_ON_GPU:
+        check = getattr(checks, f"check_{answer.function}")
+        check(_define(answer), device="cpu")
+        with pytest.raises(CheckFailed, match="creates a tensor on the CPU"):
+            check(_define(answer))
 
 
 def test_view_of_a_non_contiguous_input_fails_in_process():
@@ -380,3 +383,96 @@ def test_view_of_a_non_contiguous_input_fails_in_process():
         return weights @ V, weights
     with pytest.raises(CheckFailed, match="view"):
         checks.check_qkv_attention(qkv_attention, device="cpu")
+
+
+# --- project_qkv at the edges of its contract: every catalog answer against nn.Linear (issue 15) ---------
+
+def _linear_oracle(h, s, W_Q, W_K, W_V):
+    """(Q, K, V) from three bias-free nn.Linear layers holding the weights."""
+    def linear(x, W):
+        layer = torch.nn.Linear(W.shape[1], W.shape[0], bias=False, dtype=x.dtype)
+        return torch.func.functional_call(layer, {"weight": W}, (x,))
+    return linear(s, W_Q), linear(h, W_K), linear(h, W_V)
+
+
+def _projection_edges(dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)     # noqa: E731
+    out = []
+    for B, t, m, d_h, d_s, d_k, d_v in [(2, 4, 3, 5, 5, 5, 5), (3, 2, 4, 8, 8, 6, 7), (1, 6, 7, 3, 2, 5, 4),
+                                        (3, 1, 1, 2, 4, 3, 6), (2, 5, 5, 6, 3, 2, 4), (2, 5, 5, 6, 3, 2, 4)]:
+        out.append((f"B={B} t={t} m={m}", [r(B, m, d_h), r(B, t, d_s), r(d_k, d_s), r(d_k, d_h), r(d_v, d_h)]))
+    out.append(("views", [r(4, 2, 5).transpose(0, 1), r(2, 6, 3).transpose(1, 2), r(6, 2).T, r(2, 7)[:, 1:-1],
+                          r(5, 3).T]))
+    return out
+
+
+def _projection_verdict(fn) -> str:
+    for dtype in (torch.float64, torch.float32):
+        eps = torch.finfo(dtype).eps
+        for what, args in _projection_edges(dtype):
+            before = [a.clone() for a in args]
+            for keywords in (False, True):
+                try:
+                    got = fn(**dict(zip(("h", "s", "W_Q", "W_K", "W_V"), args))) if keywords else fn(*args)
+                except Exception as e:
+                    return f"{what}: raised {type(e).__name__}"
+                if any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(args, before)):
+                    return f"{what}: modified an input"
+                with torch.no_grad():
+                    want = _linear_oracle(*args)
+                if not isinstance(got, (tuple, list)) or len(got) != 3:
+                    return f"{what}: not (Q, K, V)"
+                for x, y in zip(got, want):
+                    if not isinstance(x, torch.Tensor) or x.shape != y.shape or x.dtype != y.dtype:
+                        return f"{what}: not a {y.dtype} tensor of shape {tuple(y.shape)}"
+                    if not torch.allclose(x, y, rtol=1e3 * eps, atol=1e3 * eps * max(1.0, y.abs().max().item())):
+                        return f"{what}: differs from nn.Linear by {(x - y).abs().max():.2g}"
+    args = _projection_edges(torch.float64)[0][1]
+    grads = []
+    for f in (fn, _linear_oracle):
+        leaves = [a.detach().clone().requires_grad_(True) for a in args]
+        try:
+            out = torch.cat([x.flatten() for x in f(*leaves)])
+            (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=out.dtype)).sum().backward()
+        except Exception as e:
+            return f"with inputs that require grad: raised {type(e).__name__}"
+        grads.append([a.grad for a in leaves])
+    if any(a is None or not torch.allclose(a, b) for a, b in zip(*grads)):
+        return "gradients differ from nn.Linear's"
+    try:
+        result = fn(*[a.to("meta") for a in args])
+    except Exception as e:
+        return "creates a tensor off the inputs' device" if ("device" in str(e) or "meta" in str(e)) else ""
+    if any(isinstance(x, torch.Tensor) and x.device.type != "meta" for x in result):
+        return "returns a tensor off the inputs' device"
+    return ""
+
+
+def _projection_answers(kind):
+    from tests.mistakes import lesson03
+    return [a for a in getattr(lesson03, kind) if a.function == "project_qkv"]
+
+
+@pytest.mark.parametrize("answer", _projection_answers("WRONG") + _projection_answers("WRONG_ON_GPU"),
+                         ids=lambda a: a.name)
+def test_wrong_projection_is_wrong_by_the_oracle(answer):
+    """Is each wrong project_qkv of the catalog really wrong: does it differ from nn.Linear layers holding the
+    weights (or raise, change an input, keep results between calls, break gradients, leave the device) somewhere?"""
+    assert _projection_verdict(_define(answer))
+
+
+@pytest.mark.parametrize("answer", _projection_answers("CORRECT"), ids=lambda a: a.name)
+def test_correct_projection_is_right_by_the_oracle(answer):
+    """Does each correct project_qkv of the catalog agree with nn.Linear on every edge?"""
+    assert _projection_verdict(_define(answer)) == ""
+
+
+@pytest.mark.parametrize("answer", _projection_answers("CORRECT"), ids=lambda a: a.name)
+def test_correct_projection_passes_ten_times_inside_the_tolerance(answer):
+    """Does each correct project_qkv pass every value comparison of the hidden check with its error at most a
+    tenth of the tolerance?"""
+    from autograder.checks.core import measured_margins
+    with measured_margins() as margins:
+        checks.check_project_qkv(_define(answer), device="cpu", seed=3)
+    assert margins and max(r for _, r in margins) <= 0.1, max(margins, key=lambda m: m[1])

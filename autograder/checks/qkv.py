@@ -13,7 +13,7 @@ import torch
 
 from .. import reference
 from .core import (call_with_keywords, cases, CheckFailed, derived_tolerance, earlier_size_hint, expect_within,
-                   generator, in_process, meta_probe, probes_meta, randn, Student)
+                   generator, in_process, keyword_or_positional, meta_probe, probes_meta, randn, Student)
 
 LESSON = "03_query_key_value"
 
@@ -36,6 +36,11 @@ def _expect_qkv(f, got, like, B, t, m, d_k, d_v):
         f.fail("V has one row per decoder state: the values come from the encoder states h (v_i = W_V h_i).")
     if t != m and (shape(Q), shape(K)) == (want_k, want_q):
         f.fail("the first two results have the shapes of K and Q: return them in the order (Q, K, V).")
+    if d_k != d_v and shape(K) and shape(V) and shape(K)[:2] == (B, m) and shape(V)[:2] == (B, m) \
+            and shape(K)[-1] + shape(V)[-1] == d_k + d_v and shape(K)[-1] != d_k:
+        f.fail(f"K has {shape(K)[-1]} features and V {shape(V)[-1]}: K and V were computed together and split in "
+               f"equal halves, but d_k = {d_k} and d_v = {d_v} differ. Split at d_k: torch.split(KV, [d_k, d_v], -1), "
+               "or project them separately.")
     f.expect_tensor(Q, "Q", shape=want_q, like=like, hint="One query per decoder state: (batch, t, d_k).")
     f.expect_tensor(K, "K", shape=want_k, like=like, hint="One key per encoder state: (batch, m, d_k).")
     f.expect_tensor(V, "V", shape=want_v, like=like, hint="One value per encoder state: (batch, m, d_v).")
@@ -82,36 +87,79 @@ def quick_check_project_qkv(fn):
                    "V when W_V is the (d_v, d_h) identity flipped upside down")
 
 
+def _judge_projection(f, ref, h, s, W_Q, W_K, W_V, *, keywords=False, edge="", earlier=None):
+    B, m, d_h = h.shape
+    t, d_s, d_k, d_v = s.shape[1], s.shape[2], W_Q.shape[0], W_V.shape[0]
+    sizes = dict(batch=B, t=t, m=m, d_h=d_h, d_s=d_s, d_k=d_k, d_v=d_v)
+    got = keyword_or_positional(f, keywords, sizes, h=h, s=s, W_Q=W_Q, W_K=W_K, W_V=W_V)
+    squeezed = isinstance(got, (tuple, list)) and any(isinstance(x, torch.Tensor) and x.dim() < 3 for x in got)
+    if squeezed and 1 in (B, t, m):
+        f.fail("a result has fewer than 3 axes for a batch of 1, t = 1 or m = 1: a .squeeze() without a dim drops "
+               "every axis of size 1; squeeze only the axis you mean, or none (Q, K, V are always 3-D).")
+    if isinstance(got, (tuple, list)) and len(got) == 3:
+        wanted = {"Q": (B, t, d_k), "K": (B, m, d_k), "V": (B, m, d_v)}
+        for x, (name, shape) in zip(got, wanted.items()):
+            if isinstance(x, torch.Tensor) and tuple(x.shape[:-1]) == shape[:-1] and x.shape[-1] != shape[-1]:
+                before = {e.get(k) for e in f.__dict__.get("sizes_seen", [])[:-1] for k in ("d_k", "d_v")}
+                if x.shape[-1] in before and x.shape[-1] not in sizes.values():
+                    f.fail(f"{name} has {x.shape[-1]} features, its size in an earlier call (here it should have "
+                           f"{shape[-1]}): something computed in an earlier call (a cached or concatenated weight) is "
+                           "reused. Compute it from the current inputs on every call.")
+    Q, K, V = _expect_qkv(f, got, h, B, t, m, d_k, d_v)
+    want_Q, want_K, want_V = ref.project_qkv(h, s, W_Q, W_K, W_V)
+    swapped = lambda: ref.project_qkv(h, s, W_K, W_Q, W_V)
+    untransposed = lambda: ref.project_qkv(h, s, W_Q.T, W_K.T, W_V.T)
+    stale = ("a result of an earlier call with the same sizes: something computed from an earlier call's weights "
+             "or states (a cached projection) is reused. Compute Q, K and V from the current inputs on every call")
+    kind = " ".join(w for w in ("called with keywords" if keywords else "", edge) if w)
+    suffix = f" {kind}" if kind else ""
+    tol = lambda x, W: derived_tolerance(x.dtype, max(1.0, (x.abs() @ W.abs().T).max().item()))     # noqa: E731
+    for i, (got_x, want_x, x, W, name) in enumerate([(Q, want_Q, s, W_Q, "Q"), (K, want_K, h, W_K, "K"),
+                                                     (V, want_V, h, W_V, "V")]):
+        extra = {"Q": [("W_K and W_Q are swapped: the queries are q_j = W_Q s_j, the keys k_i = W_K h_i",
+                        lambda: swapped()[0]),
+                       ("the weights are applied untransposed: they are stored (out, in), so W_Q s_j is s @ W_Q.T",
+                        lambda: untransposed()[0])],
+                 "K": [("W_K and W_Q are swapped: the queries are q_j = W_Q s_j, the keys k_i = W_K h_i",
+                        lambda: swapped()[1]),
+                       ("the weights are applied untransposed: they are stored (out, in), so W_K h_i is h @ W_K.T",
+                        lambda: untransposed()[1])],
+                 "V": [("V is computed with W_K: the values are v_i = W_V h_i", lambda: want_K),
+                       ("the weights are applied untransposed: they are stored (out, in), so W_V h_i is h @ W_V.T",
+                        lambda: untransposed()[2])]}[name]
+        if earlier is not None:
+            extra.append((stale, lambda i=i: ref.project_qkv(*earlier)[i]))
+        expect_within(f, got_x, want_x, name + suffix, tol(x, W), extra)
+    return Q, K, V
+
+
 def check_project_qkv(fn, *, device=None, seed=0):
-    """Hidden: against the reference; square cases first, where swapped or untransposed weights can be named."""
+    """Hidden: against the reference; square cases first, where swapped or untransposed weights can be named;
+    then the edges: the contract's keywords, views, batch 1, t = 1, m = 1, m == t, d_k != d_v, a second call
+    with the same sizes and other weights, inputs left unmodified, and (in process) the meta device."""
     f, ref = Student(fn, "project_qkv"), _ref()
     for dev, dtype, g in cases(device, seed):
+        r = lambda *shape: randn(g, *shape, dtype=dtype, device=dev)      # noqa: E731
         #            B, t, m, d_h, d_s, d_k, d_v
-        for sizes in [(2, 4, 3, 5, 5, 5, 5), (3, 2, 4, 5, 5, 6, 7), (2, 3, 5, 4, 7, 6, 8), (1, 6, 7, 3, 2, 5, 4)]:
+        for sizes in [(2, 4, 3, 5, 5, 5, 5), (3, 2, 4, 8, 8, 6, 7), (2, 3, 5, 4, 7, 6, 8), (1, 6, 7, 3, 2, 5, 4),
+                      (3, 1, 1, 2, 4, 3, 6), (2, 5, 5, 6, 3, 2, 4)]:
             B, t, m, d_h, d_s, d_k, d_v = sizes
-            r = lambda *shape: randn(g, *shape, dtype=dtype, device=dev)
             h, s, W_Q, W_K, W_V = r(B, m, d_h), r(B, t, d_s), r(d_k, d_s), r(d_k, d_h), r(d_v, d_h)
-            Q, K, V = _expect_qkv(f, f(h, s, W_Q, W_K, W_V), h, B, t, m, d_k, d_v)
-            want_Q, want_K, want_V = ref.project_qkv(h, s, W_Q, W_K, W_V)
-            swapped = lambda: ref.project_qkv(h, s, W_K, W_Q, W_V)
-            untransposed = lambda: ref.project_qkv(h, s, W_Q.T, W_K.T, W_V.T)
-            f.expect_close(Q, want_Q, "Q", mistakes=[
-                ("W_K and W_Q are swapped: the queries are q_j = W_Q s_j, the keys k_i = W_K h_i", lambda: swapped()[0]),
-                ("the weights are applied untransposed: they are stored (out, in), so W_Q s_j is s @ W_Q.T",
-                 lambda: untransposed()[0]),
-            ])
-            f.expect_close(K, want_K, "K", mistakes=[
-                ("W_K and W_Q are swapped: the queries are q_j = W_Q s_j, the keys k_i = W_K h_i", lambda: swapped()[1]),
-                ("the weights are applied untransposed: they are stored (out, in), so W_K h_i is h @ W_K.T",
-                 lambda: untransposed()[1]),
-            ])
-            f.expect_close(V, want_V, "V", mistakes=[
-                ("V is computed with W_K: the values are v_i = W_V h_i", lambda: want_K),
-                ("the weights are applied untransposed: they are stored (out, in), so W_V h_i is h @ W_V.T",
-                 lambda: untransposed()[2]),
-            ])
-            f.expect_gradients([h, s, W_Q, W_K, W_V], ref.project_qkv,
-                               output=lambda qkv: torch.cat([x.flatten() for x in qkv]))
+            _judge_projection(f, ref, h, s, W_Q, W_K, W_V)
+        # The same sizes again, with other states and weights: nothing may be kept from the call before.
+        earlier = (h, s, W_Q, W_K, W_V)
+        _judge_projection(f, ref, r(B, m, d_h), r(B, t, d_s), r(d_k, d_s), r(d_k, d_h), r(d_v, d_h),
+                          edge="in a second call of the same sizes", earlier=earlier)
+        B, t, m, d_h, d_s, d_k, d_v = 3, 2, 4, 6, 5, 3, 7
+        _judge_projection(f, ref, r(B, m, d_h), r(B, t, d_s), r(d_k, d_s), r(d_k, d_h), r(d_v, d_h), keywords=True)
+        B, t, m, d_h, d_s, d_k, d_v = 2, 3, 4, 5, 6, 2, 3
+        _judge_projection(f, ref, r(m, B, d_h).transpose(0, 1), r(B, d_s, t).transpose(1, 2), r(d_s, d_k).T,
+                          r(d_k, d_h + 2)[:, 1:-1], r(d_h, d_v).T, edge="for inputs that are views (not contiguous)")
+        f.expect_gradients([h, s, W_Q, W_K, W_V], ref.project_qkv,
+                           output=lambda qkv: torch.cat([x.flatten() for x in qkv]))
+    if probes_meta(fn, device):
+        g = generator(seed + 7)
+        meta_probe(f, [randn(g, 2, 5, 3), randn(g, 2, 4, 6), randn(g, 7, 6), randn(g, 7, 3), randn(g, 8, 3)])
 
 
 # --- qkv_attention --------------------------------------------------------------------------------
@@ -149,6 +197,9 @@ def _attend(f, Q, K, V, mask, *, keywords: bool = False, edge: str = ""):
         hint = earlier_size_hint(str(e), sizes, seen) if "raised" in str(e) else ""
         if hint:
             raise CheckFailed(f"{e}{hint}") from None
+        if mask is not None and not keywords and "raised TypeError" in str(e) and "positional argument" in str(e):
+            raise CheckFailed(f"{e} The mask could not be passed by position: the contract is qkv_attention(Q, K, V, "
+                              "mask=None), so qkv_attention(Q, K, V, mask) must work too (no * before mask).") from None
         if mask is None:
             # Only a matrix product's shape error earns the hint about K's transpose.
             if "raised" in str(e) and any(w in str(e) for w in ("batch2", "mat1 and mat2", "cannot be multiplied")):

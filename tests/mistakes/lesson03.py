@@ -468,3 +468,169 @@ def qkv_attention(Q, K, V, mask=None):
     return weights @ V, weights
 """, says="raised RuntimeError"),
 ]
+
+
+# --- the edges of the contract (issue 15): calling, input, numerical and dtype/device families ---------
+# project_qkv's answers are proven wrong (or right) in tests/test_checks_qkv.py against nn.Linear layers
+# holding the weights; qkv_attention's against F.scaled_dot_product_attention, as above.
+
+def _project(name, source, says=""):
+    return Answer(L, PROJECT, name, source, says)
+
+
+WRONG += [
+    _project("parameters named (H, S, Wq, Wk, Wv)", """
+def project_qkv(H, S, Wq, Wk, Wv):
+    return S @ Wq.T, H @ Wk.T, H @ Wv.T
+""", says="parameter names of the contract"),
+    _project("weights taken in the order (W_K, W_Q, W_V)", """
+def project_qkv(h, s, W_K, W_Q, W_V):
+    return s @ W_Q.T, h @ W_K.T, h @ W_V.T
+""", says="W_K and W_Q are swapped"),
+    _project("K and V projected together, cached from the first call", """
+_KV = []
+def project_qkv(h, s, W_Q, W_K, W_V):
+    if not _KV:
+        _KV.extend([torch.cat([W_K, W_V], dim=0), W_K.shape[0]])     # the stacked weight and where K ends
+    W_KV, d_k = _KV
+    KV = h @ W_KV.T
+    return s @ W_Q.T, KV[..., :d_k], KV[..., d_k:]
+""", says="earlier call"),
+    _project("projections memoized by shape", """
+_memo = {}
+def project_qkv(h, s, W_Q, W_K, W_V):
+    key = (h.shape, s.shape, W_Q.shape, W_K.shape, W_V.shape, h.dtype)
+    if key not in _memo:
+        _memo[key] = (s @ W_Q.T, h @ W_K.T, h @ W_V.T)
+    return _memo[key]
+""", says="a result of an earlier call with the same sizes"),
+    _project("squeeze() of the results (batch 1, t = 1 or m = 1 collapses)", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    return (s @ W_Q.T).squeeze(), (h @ W_K.T).squeeze(), (h @ W_V.T).squeeze()
+""", says="squeeze"),
+    _project("K and V from one matmul, split in equal halves", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    KV = h @ torch.cat([W_K, W_V], dim=0).T
+    K, V = KV.chunk(2, dim=-1)
+    return s @ W_Q.T, K, V
+""", says="split in equal halves"),
+    _project("W_Q transposed in place (W_Q.t_())", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    Q = s @ W_Q.t_()
+    W_Q.t_()
+    return Q, h @ W_K.T, h @ W_V.T
+""", says="modified in place"),
+    _project("h scaled in place to unit-norm rows", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    h /= h.norm(dim=-1, keepdim=True)
+    return s @ W_Q.T, h @ W_K.T, h @ W_V.T
+""", says="modified in place"),
+    _project("projections in float32, cast back", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    dtype = h.dtype
+    h32, s32 = h.float(), s.float()
+    return (s32 @ W_Q.float().T).to(dtype), (h32 @ W_K.float().T).to(dtype), (h32 @ W_V.float().T).to(dtype)
+""", says="float32 precision"),
+    _project("float64 forced with .double()", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    h, s = h.double(), s.double()
+    return s @ W_Q.double().T, h @ W_K.double().T, h @ W_V.double().T
+""", says="keep the inputs' dtype"),
+    _project("weights converted with torch.tensor(W.tolist())", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    Wq, Wk, Wv = (torch.tensor(W.tolist()) for W in (W_Q, W_K, W_V))
+    return s @ Wq.T.to(s.dtype), h @ Wk.T.to(h.dtype), h @ Wv.T.to(h.dtype)
+""", says="float32 precision"),
+
+    # qkv_attention
+    Answer(L, ATTEND, "mask keyword-only (Q, K, V, *, mask=None)", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+""").replace("(Q, K, V, mask=None)", "(Q, K, V, *, mask=None)"), says="mask could not be passed by position"),
+    Answer(L, ATTEND, "weights buffer kept at module level between calls", _attention("""
+    global _w
+    try:
+        _w
+    except NameError:
+        _w = Q.new_zeros(Q.shape[0], Q.shape[1], K.shape[1])
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = _w.clone()
+    weights[:] = torch.softmax(scores, dim=-1) * (1 if mask is None else mask)
+    return weights @ V, weights
+"""), says="earlier call"),
+    Answer(L, ATTEND, "float64 forced with .double()", _attention("""
+    scores = Q.double() @ K.double().transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V.double(), weights
+"""), says="keep the inputs' dtype"),
+    Answer(L, ATTEND, "weights written into torch.zeros(B, t, m) one query at a time", _attention("""
+    B, t, m = Q.shape[0], Q.shape[1], K.shape[1]
+    weights = torch.zeros(B, t, m, device=Q.device)
+    full = None if mask is None else torch.broadcast_to(mask, (B, t, m))
+    for j in range(t):
+        s = (K @ Q[:, j, :, None])[..., 0]
+        if full is not None:
+            s = s.masked_fill(~full[:, j], torch.finfo(s.dtype).min)
+        w = torch.softmax(s, -1)
+        weights[:, j] = w if full is None else w * full[:, j]
+    return weights.to(Q.dtype) @ V, weights
+"""), says="keep the inputs' dtype"),
+]
+
+WRONG_ON_GPU += [
+    _project("outputs preallocated with torch.empty(..., dtype=) without device=", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    B, t, m = s.shape[0], s.shape[1], h.shape[1]
+    Q = torch.empty(B, t, W_Q.shape[0], dtype=s.dtype)
+    K = torch.empty(B, m, W_K.shape[0], dtype=h.dtype)
+    V = torch.empty(B, m, W_V.shape[0], dtype=h.dtype)
+    Q[:], K[:], V[:] = s @ W_Q.T, h @ W_K.T, h @ W_V.T
+    return Q, K, V
+""", says="creates a tensor on the CPU"),
+    Answer(L, ATTEND, "masked scores filled from torch.full(..., -inf) without device=", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        low = torch.full(scores.shape, torch.finfo(scores.dtype).min, dtype=scores.dtype)
+        scores = torch.where(mask, scores, low)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+"""), says="creates a tensor on the CPU"),
+]
+
+CORRECT += [
+    _project("one stacked matmul for K and V, split at d_k", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    KV = h @ torch.cat([W_K, W_V], dim=0).T
+    K, V = KV.split([W_K.shape[0], W_V.shape[0]], dim=-1)
+    return torch.matmul(s, W_Q.transpose(0, 1)), K, V
+"""),
+    _project("nn.Linear layers through functional_call", """
+def project_qkv(h, s, W_Q, W_K, W_V):
+    def linear(x, W):
+        layer = nn.Linear(W.shape[1], W.shape[0], bias=False).to(device=x.device, dtype=x.dtype)
+        return torch.func.functional_call(layer, {"weight": W}, (x,))
+    return linear(s, W_Q), linear(h, W_K), linear(h, W_V)
+"""),
+    Answer(L, ATTEND, "float32's most negative number as the fill, in any dtype", _attention("""
+    scores = Q @ K.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(torch.float32).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ V, weights
+""")),
+]
