@@ -3,7 +3,8 @@ layout after `nbgrader collect`, SUBMISSIONS/<student>/<lesson>/<lesson>.ipynb).
 
 Every notebook is graded by the real `nbgrader autograde` into nbgrader's SQLite gradebook in OUT,
 which stays a normal nbgrader course folder (source/, submitted/, autograded/, feedback/,
-gradebook.db). The HTML feedback comes from `nbgrader generate_feedback` with the hidden tests removed.
+gradebook.db); on a Dask cluster (`--scheduler`) the workers grade in scratch courses of their own and
+this process alone records what they made in OUT (`remote.py`). The HTML feedback comes from `nbgrader generate_feedback` with the hidden tests removed.
 OUT/grades.csv has one row per submitted file, with a status (`outcome.Status`) that says why when it
 was not graded; OUT/logs/<student>/<lesson>.log keeps nbgrader's log, the grader's and the kernel's
 stderr for each graded notebook. One broken submission never stops the class, nor does a grading
