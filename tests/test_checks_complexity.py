@@ -154,11 +154,11 @@ def test_wrong_counters_fail(wrong, says):
 
 
 @pytest.mark.parametrize("wrong, says", [
-    (lambda s, t: float(np.polyfit(s, t, 1)[0]), "a slope on linear axes"),
-    (lambda s, t: float(np.polyfit(np.log(np.asarray(s, float)), np.log(np.asarray(t, float)), 1)[1]),
+    (lambda sizes, times: float(np.polyfit(sizes, times, 1)[0]), "a slope on linear axes"),
+    (lambda sizes, times: float(np.polyfit(np.log(np.asarray(sizes, float)), np.log(np.asarray(times, float)), 1)[1]),
      "the intercept"),
-    (lambda s, t: (math.log(float(t[-1]) / float(t[0]))) / math.log(float(s[-1]) / float(s[0])),
-     "only the first and last points"),
+    (lambda sizes, times: (math.log(float(times[-1]) / float(times[0])))
+     / math.log(float(sizes[-1]) / float(sizes[0])), "only the first and last points"),
 ])
 def test_wrong_slopes_fail(wrong, says):
     """Does check_loglog_slope fail a slope on linear axes, an intercept and a two-point slope, naming them?"""
@@ -307,3 +307,152 @@ def test_counter_calling_score_fn_without_end_is_stopped():
 def test_hidden_checks_pass_the_reference_for_every_seed(name, seed):
     """Does the reference pass the hidden check whatever seed the grader draws?"""
     getattr(checks, f"check_{name}")(getattr(ref, name), device="cpu", seed=seed)
+
+
+# --- every catalog answer against exact arithmetic and numpy (issue 15) ----------------------------------
+
+import numbers  # noqa: E402
+
+_EXACT = {
+    "count_attention_weights": (("m", "t"), lambda m, t: m * t,
+                                [(1, 1), (1, 6), (9, 1), (6, 6), (37, 1500), (1999, 3), (2**62 + 1, 3)]),
+    "count_rnn_steps": (("m", "t"), lambda m, t: m + t, [(1, 1), (1, 6), (9, 1), (6, 6), (37, 1500), (1999, 3)]),
+    "count_self_attention_weights": (("m",), lambda m: m * (m + 1) // 2,
+                                     [(1,), (2,), (3,), (37,), (1999,), (2**27 + 1,)]),
+}
+
+
+def _count_verdict(function, fn) -> str:
+    """"" if `fn` returns the exact integer count (Python integer arithmetic) for every size, small and huge, by
+    position and by keyword, after calls of other sizes; else what went wrong."""
+    names, exact, sizes = _EXACT[function]
+    for keywords in (False, True):
+        for case in sizes:
+            try:
+                got = fn(**dict(zip(names, case))) if keywords else fn(*case)
+            except Exception as e:
+                if "allocate" in str(e):        # builds a tensor of that size: exact by construction
+                    continue
+                return f"{case}: raised {type(e).__name__}"
+            if isinstance(got, bool) or not isinstance(got, numbers.Integral):
+                return f"{case}: not an int ({type(got).__name__})"
+            if int(got) != exact(*case):
+                return f"{case}: {int(got)} instead of {exact(*case)}"
+    return ""
+
+
+class _Scores:
+    """A score function: -|h_i - W s|^2; records the number of elements of every score tensor it returned."""
+
+    def __init__(self, W):
+        self.W, self.returned = W, []
+
+    def __call__(self, h, s):
+        scores = -((h - (s @ self.W.T)[:, None, :]) ** 2).sum(-1)
+        self.returned.append(scores)
+        return scores
+
+
+def _counter_verdict(fn) -> str:
+    """"" if the counter, built by position or keyword, returns score_fn's very scores (gradients included)
+    and counts their elements over a decode (t steps over m positions: B·m·t by exact arithmetic); instances
+    keep counts of their own; calls by keyword h=, s= pass through."""
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    for B, m, t in [(1, 6, 4), (2, 3, 7), (3, 1, 1)]:
+        for keywords in (False, True):
+            score = _Scores(W)
+            try:
+                counter = fn(score_fn=score) if keywords else fn(score)
+                other = fn(_Scores(W))
+                hs = torch.tanh(torch.randn(B, m, 4, generator=g, dtype=torch.float64)).requires_grad_(True)
+                s = hs[:, -1]
+                total = 0
+                for j in range(t):
+                    got = counter(h=hs, s=s) if j % 2 else counter(hs, s)
+                    if got is not score.returned[-1] and not (isinstance(got, torch.Tensor)
+                                                              and torch.equal(got, score.returned[-1])
+                                                              and got.dtype == score.returned[-1].dtype
+                                                              and got.device == score.returned[-1].device):
+                        return "does not return score_fn's scores"
+                    total = total + got.sum()
+                    s = torch.tanh(s + (torch.softmax(got, -1)[:, :, None] * hs).sum(1))
+                total.backward()
+            except Exception as e:
+                return f"B={B} m={m} t={t}: raised {type(e).__name__}"
+            if hs.grad is None:
+                return "no gradient through the counter"
+            if not isinstance(counter.count, numbers.Integral) or isinstance(counter.count, bool):
+                return f"the count is a {type(counter.count).__name__}, not an int"
+            if len(score.returned) != t or counter.count != B * m * t or other.count != 0:
+                return f"B={B} m={m} t={t}: count {counter.count} instead of {B * m * t}"
+    return ""
+
+
+def _slope_verdict(fn) -> str:
+    """"" if the slope equals numpy.polyfit's on log-log axes (within 1e-6) for exact and noisy power laws given
+    as lists, tuples, numpy arrays and tensors, in any order, by position and keyword, inputs unmodified."""
+    g = torch.Generator().manual_seed(1)
+    for sizes, k in [([16, 32, 64, 128, 256], 1.0), ([100, 3, 800, 20, 7, 260, 45], 2.0), ([1000, 300, 100, 30], 0.5)]:
+        noise = torch.randn(len(sizes), generator=g, dtype=torch.float64).tolist()
+        times = [0.01 * n ** k * math.exp(0.3 * e) for n, e in zip(sizes, noise)]
+        want = np.polyfit(np.log(sizes), np.log(times), 1)[0]
+        for make in (list, tuple, np.array, lambda x: torch.tensor(x, dtype=torch.float64)):
+            for keywords in (False, True):
+                a, b = make(sizes), make(times)
+                plain = lambda x: np.array(x.tolist() if isinstance(x, torch.Tensor) else x)     # noqa: E731
+                copies = [plain(a), plain(b)]
+                try:
+                    got = fn(sizes=a, times=b) if keywords else fn(a, b)
+                except Exception as e:
+                    return f"raised {type(e).__name__}"
+                if not np.array_equal(plain(a), copies[0]) or not np.array_equal(plain(b), copies[1]):
+                    return "modified an input"
+                if isinstance(got, (torch.Tensor, np.ndarray)) or not isinstance(got, numbers.Real):
+                    return f"not a float: {type(got).__name__}"
+                if abs(float(got) - want) > 1e-6 * (1 + abs(want)):
+                    return f"slope {float(got):.6g} instead of {want:.6g}"
+    return ""
+
+
+def _verdict(answer) -> str:
+    from tests.test_mistakes import student_function
+    fn = student_function(answer)
+    if answer.function in _EXACT:
+        return _count_verdict(answer.function, fn)
+    if answer.function == "CountingScore":
+        return _counter_verdict(fn)
+    return _slope_verdict(fn)
+
+
+def _catalog(kind):
+    from tests.mistakes import lesson04
+    return getattr(lesson04, kind, [])
+
+
+@pytest.mark.parametrize("answer", _catalog("WRONG"), ids=lambda a: a.id)
+def test_wrong_catalog_answer_is_wrong_by_the_oracle(answer):
+    """Is each wrong answer of lesson 04 really wrong by exact integer arithmetic (counts), by the elements of the
+    scores a decode computed (CountingScore) or by numpy.polyfit (slopes)?"""
+    assert _verdict(answer)
+
+
+@pytest.mark.parametrize("answer", _catalog("CORRECT"), ids=lambda a: a.id)
+def test_correct_catalog_answer_is_right_by_the_oracle(answer):
+    """Does each correct answer of lesson 04 agree with exact arithmetic and numpy.polyfit everywhere?"""
+    assert _verdict(answer) == ""
+
+
+def test_gpu_only_counter_is_wrong_only_off_the_cpu():
+    """The counter that moves the scores to the CPU: right where the scores are on the CPU, and it returns a tensor
+    on another device than score_fn's wherever they are not (the meta device stands in for a GPU)."""
+    from tests.test_mistakes import student_function
+    answer, = _catalog("WRONG_ON_GPU")
+    fn = student_function(answer)
+    assert _counter_verdict(fn) == ""
+    counter = fn(_Scores(torch.zeros(4, 4, device="meta")))
+    try:
+        moved = counter(torch.zeros(2, 3, 4, device="meta"), torch.zeros(2, 4, device="meta")).device.type
+    except NotImplementedError as e:           # .cpu() of a meta tensor: it would be copied off the device
+        moved = "cpu" if "meta" in str(e) else str(e)
+    assert moved == "cpu"

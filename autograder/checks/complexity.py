@@ -43,21 +43,60 @@ def _expect_int(f: Student, got, call: str):
 # A count computed through floats (m * (m + 1) / 2 then int(...), math.prod of floats, np.float64) is
 # exact for small sizes only: the hidden cases include sizes above 2**53, where floats lose the last digits.
 
+def _call_count(f: Student, case: tuple, names: list[str], keywords: bool):
+    if not keywords:
+        return f(*case)
+    try:
+        return f(**dict(zip(names, case)))
+    except CheckFailed as e:
+        if "raised TypeError" in str(e) and ("keyword argument" in str(e) or "positional argument" in str(e)):
+            f.fail(f"could not be called with the parameter names of the contract, as in {f.name}("
+                   f"{', '.join(f'{n}=...' for n in names)}): name the parameters exactly so. ({e})")
+        raise
+
+
 def _expect_counts(f: Student, cases: Sequence[tuple], want: Callable, mistakes: Sequence[tuple[str, Callable]],
-                   arg_names: str):
-    """The student's count on every case equals `want(*case)`; else name the mistake consistent with all cases."""
+                   arg_names: str, huge: Sequence[tuple] = ()):
+    """The student's count on every case equals `want(*case)`; else name the mistake consistent with all cases.
+    Every other case is called with the contract's keywords. Then `huge` cases, whose counts pass 2**53 (where
+    floats lose the last digits) or 2**63 (where numpy and torch integers wrap around), must be exact too."""
+    names = arg_names.split()
     got = {}
-    for case in cases:
-        call = f"{f.name}({', '.join(f'{n}={v}' for n, v in zip(arg_names.split(), case))})"
-        got[case] = (_expect_int(f, f(*case), call), call)
+    for i, case in enumerate(cases):
+        call = f"{f.name}({', '.join(f'{n}={v}' for n, v in zip(names, case))})"
+        got[case] = (_expect_int(f, _call_count(f, case, names, keywords=i % 2 == 1), call), call)
     wrong = [case for case in cases if got[case][0] != want(*case)]
-    if not wrong:
-        return
-    first = wrong[0]
-    for description, formula in mistakes:
-        if all(got[case][0] == formula(*case) for case in cases):
-            f.fail(f"{got[first][1]} returned {got[first][0]}: it looks like {description}.")
-    f.fail(f"{got[first][1]} returned {got[first][0]}, which is not the right count.")
+    if wrong:
+        first = wrong[0]
+        for description, formula in mistakes:
+            if all(got[case][0] == formula(*case) for case in cases):
+                f.fail(f"{got[first][1]} returned {got[first][0]}: it looks like {description}.")
+        earlier = [c for c in cases[:cases.index(first)] if want(*c) == got[first][0] and want(*c) != want(*first)]
+        if earlier:
+            f.fail(f"{got[first][1]} returned {got[first][0]}, the count of an earlier call ({got[earlier[0]][1]}): a "
+                   "result is kept between calls (a cache keyed on part of the arguments, or a global). Compute the "
+                   "count from all the arguments on every call.")
+        f.fail(f"{got[first][1]} returned {got[first][0]}, which is not the right count.")
+    for case in huge:
+        call = f"{f.name}({', '.join(f'{n}={v}' for n, v in zip(names, case))})"
+        try:
+            result = f(*case)
+        except CheckFailed as e:
+            if "allocate" in str(e) or "memory" in str(e).lower():
+                continue            # it builds a tensor of that size, whose count is exact by construction
+            raise
+        value, w = _expect_int(f, result, call), want(*case)
+        if value == w:
+            continue
+        if value == (w + 2**63) % 2**64 - 2**63:
+            f.fail(f"{call} returned {value}, where the count is {w}: the count overflowed a 64-bit integer. numpy "
+                   "and torch integers wrap around silently past 2**63 - 1; compute with Python ints (m * t), which "
+                   "never overflow.")
+        if abs(value - w) <= 2.0 ** -22 * w:           # float64 or float32 rounding of the right count
+            f.fail(f"{call} returned {value}, where the count is {w}: the count went through floats (a /, a float "
+                   "factor such as 0.5, or a float tensor), which are exact only up to 2**53. Stay with integers: "
+                   "halve with // (m * (m + 1) // 2).")
+        f.fail(f"{call} returned {value}, which is not the right count (it is {w}).")
 
 
 def _drawn_sizes(seed: int, dims: int, n: int = 4) -> list[tuple[int, ...]]:
@@ -105,7 +144,7 @@ def check_count_attention_weights(fn, *, device=None, seed=0):
         ("m and t swapped in a formula that is not symmetric", lambda m, t: t * t),
         ("m·m: the count depends on the target length t too", lambda m, t: m * m),
         ("m(m+1)/2, the count of SimpleRNN + self-attention", lambda m, t: m * (m + 1) // 2),
-    ], "m t")
+    ], "m t", huge=[(2**62 + 1, 3)])
 
 
 def quick_check_count_rnn_steps(fn):
@@ -169,7 +208,7 @@ def check_count_self_attention_weights(fn, *, device=None, seed=0):
          lambda m: (m + 1) * (m + 2) // 2),
         ("the first state left out: h_1 computes one weight (alpha = 1, c_1 = h_1), which counts too",
          lambda m: m * (m + 1) // 2 - 1),
-    ], "m")
+    ], "m", huge=[(2**27 + 1,)])
 
 
 # --- CountingScore ---------------------------------------------------------------------------------
@@ -345,6 +384,14 @@ def check_CountingScore(fn, *, device=None, seed=0):
                    "instances (a class attribute?). Set self.count = 0 in __init__.")
         _new_counter(f, _Probe(W))
 
+        # Built with the contract's keyword, CountingScore(score_fn=...).
+        try:
+            Student(_stub_guard(f.fn, "CountingScore.__init__"), f.name)(score_fn=_Probe(W))
+        except CheckFailed as e:
+            if "raised TypeError" in str(e) and "keyword argument" in str(e):
+                f.fail(f"could not be built with the parameter name of the contract, CountingScore(score_fn=...): "
+                       f"name the parameter score_fn. ({e})")
+            raise
         # Called with the contract's keyword names, as score_fn(h=..., s=...) would be.
         probe = _Probe(W)
         counter = _new_counter(f, probe)
@@ -410,13 +457,17 @@ def _close(a: float, b: float, tol: float) -> bool:
     return abs(a - b) <= tol * (1 + abs(b))
 
 
-def _call_slope(f: Student, sizes, times, inputs: str) -> float:
-    """Call with the given containers; numpy arrays and lists must come back unmodified."""
+def _call_slope(f: Student, sizes, times, inputs: str, keywords: bool = False) -> float:
+    """Call with the given containers (by keyword: sizes=..., times=...); numpy arrays and lists must come back
+    unmodified."""
     copies = [np.array(x, copy=True) if isinstance(x, np.ndarray) else list(x) if isinstance(x, list) else None
               for x in (sizes, times)]
     try:
-        got = f(sizes, times)
+        got = f(sizes=sizes, times=times) if keywords else f(sizes, times)
     except CheckFailed as e:
+        if keywords and "raised TypeError" in str(e) and "keyword argument" in str(e):
+            f.fail("could not be called with the parameter names of the contract, as in loglog_slope(sizes=..., "
+                   f"times=...): name the parameters exactly so. ({e})")
         raise CheckFailed(str(e) if "not implemented" in str(e) else f"{e} (with {inputs})") from None
     for x, c in zip((sizes, times), copies):
         if c is not None and not np.array_equal(np.asarray(x), np.asarray(c)):
@@ -493,6 +544,12 @@ def _slope_mistakes(sizes, times):
          "slope, as long as both axes use it", lambda: np.polyfit(lx, np.log10(y), 1)[0]),
         ("the two logs have different bases (log10 on one axis, ln on the other): any base gives the same "
          "slope, as long as both axes use it", lambda: np.polyfit(np.log10(x), ly, 1)[0]),
+        ("the sizes were sorted without their times (or the times without their sizes): the points come in any "
+         "order, and each time belongs to its size; sort the pairs together, or do not sort",
+         lambda: np.polyfit(np.sort(lx), ly, 1)[0]),
+        ("the sizes were sorted without their times (or the times without their sizes): the points come in any "
+         "order, and each time belongs to its size; sort the pairs together, or do not sort",
+         lambda: np.polyfit(lx, np.sort(ly), 1)[0]),
     ]
 
 
@@ -505,7 +562,7 @@ def check_loglog_slope(fn, *, device=None, seed=0):
     for i, (sizes, times, noisy) in enumerate(_power_law_cases(generator(seed))):
         make_sizes, make_times, style = _STYLES[i % len(_STYLES)]
         inputs = f"{style}, {'noisy' if noisy else 'exact'} power law over {len(sizes)} sizes"
-        got = _call_slope(f, make_sizes(sizes), make_times(times), inputs)
+        got = _call_slope(f, make_sizes(sizes), make_times(times), inputs, keywords=i % 4 == 1)
         results.append((got, float(ref.loglog_slope(sizes, times)), sizes, times, inputs))
     wrong = [r for r in results if not _close(r[0], r[1], 1e-4)]
     if not wrong:

@@ -6,7 +6,10 @@ The first WRONG answer of each function is the one the slow tier puts in a real 
 one the checks name.
 
 Decisions recorded here: a count returned as a float (m * (m + 1) / 2) loses the points, since the
-contract says int and the visible check says so too; a slope returned as a numpy float (np.polyfit's
+contract says int and the visible check says so too; so does a count that is exact only for small sizes:
+numpy's int64 (np.prod([m, t])) wraps around past 2**63 and floats lose digits past 2**53, and the hidden
+checks ask for counts that large (an answer that counts one by one over m, or builds an m x m tensor, was
+a correct variant before and is replaced by one that counts per decoder state: it cannot reach them); a slope returned as a numpy float (np.polyfit's
 np.float64, or np.float32) is a real scalar and passes, while a tensor or an array does not; the base
 of the logarithm does not matter (log10, log2 and ln give the same slope) as long as both axes use it.
 """
@@ -267,17 +270,16 @@ WRONG = [
 
 CORRECT = [
     # --- count_attention_weights -----------------------------------------------------------------
-    _answer("count_attention_weights", "explicit loops over states and positions", """
+    _answer("count_attention_weights", "a loop over the decoder states, m weights each", """
         def count_attention_weights(m, t):
             weights = 0
-            for j in range(t):          # context vectors c_0..c_{t-1}
-                for i in range(m):      # alpha_1j..alpha_mj
-                    weights += 1
+            for j in range(t):          # context vectors c_0..c_{t-1}, each from alpha_1j..alpha_mj
+                weights += m
             return weights
         """),
-    _answer("count_attention_weights", "numpy product (a numpy integer)", """
+    _answer("count_attention_weights", "numpy product as Python ints (object dtype)", """
         def count_attention_weights(m, t):
-            return np.prod([m, t])
+            return np.prod(np.array([m, t], dtype=object))
         """),
 
     # --- count_rnn_steps -------------------------------------------------------------------------
@@ -371,4 +373,181 @@ CORRECT = [
             cov = ((x - x.mean()) * (y - y.mean())).mean()
             return (cov / x.var(unbiased=False)).item()
         """),
+]
+
+
+# --- the edges of the contract (issue 15): calling, input, numerical and type families ----------------
+# Counts are proven wrong (or right) in tests/test_checks_complexity.py by exact integer arithmetic (and
+# nn.MultiheadAttention's weights, nn.RNN's states, a causal mask's ones on small sizes); CountingScore by the
+# number of elements of the scores a decode through it really computed; loglog_slope by numpy.polyfit.
+
+WRONG += [
+    # count_attention_weights
+    _answer("count_attention_weights", "numpy product: int64 overflows past 2**63", """
+        def count_attention_weights(m, t):
+            return np.prod([m, t])
+        """, says="overflowed a 64-bit integer"),
+    _answer("count_attention_weights", "a torch integer product", """
+        def count_attention_weights(m, t):
+            return int(torch.tensor(m) * t)
+        """, says="overflowed a 64-bit integer"),
+    _answer("count_attention_weights", "through floats to be safe: int(float(m) * t)", """
+        def count_attention_weights(m, t):
+            return int(float(m) * t)
+        """, says="went through floats"),
+    _answer("count_attention_weights", "parameters named (src_len, tgt_len)", """
+        def count_attention_weights(src_len, tgt_len):
+            return src_len * tgt_len
+        """, says="parameter names of the contract"),
+    _answer("count_attention_weights", "a cache keyed on m only", """
+        _cache = {}
+        def count_attention_weights(m, t):
+            if m not in _cache:
+                _cache[m] = m * t
+            return _cache[m]
+        """, says="the count of an earlier call"),
+    _answer("count_attention_weights", "numpy float64 product", """
+        def count_attention_weights(m, t):
+            return int(np.multiply(m, t, dtype=np.float64))
+        """, says="went through floats"),
+
+    # count_rnn_steps
+    _answer("count_rnn_steps", "parameters named (source_length, target_length)", """
+        def count_rnn_steps(source_length, target_length):
+            return source_length + target_length
+        """, says="parameter names of the contract"),
+    _answer("count_rnn_steps", "a cache keyed on t only", """
+        _steps = {}
+        def count_rnn_steps(m, t):
+            return _steps.setdefault(t, m + t)
+        """, says="the count of an earlier call"),
+    _answer("count_rnn_steps", "keyword-only lengths (*, m, t)", """
+        def count_rnn_steps(*, m, t):
+            return m + t
+        """),
+
+    # count_self_attention_weights
+    _answer("count_self_attention_weights", "int(m * (m + 1) / 2): exact only to 2**53", """
+        def count_self_attention_weights(m):
+            return int(m * (m + 1) / 2)
+        """, says="went through floats"),
+    _answer("count_self_attention_weights", "round(0.5 * m * (m + 1))", """
+        def count_self_attention_weights(m):
+            return round(0.5 * m * (m + 1))
+        """, says="went through floats"),
+    _answer("count_self_attention_weights", "a torch scalar halved with /", """
+        def count_self_attention_weights(m):
+            return int(torch.tensor(m) * (m + 1) / 2)
+        """, says="went through floats"),
+    _answer("count_self_attention_weights", "math.comb(m + 1, 2) through float", """
+        def count_self_attention_weights(m):
+            return int(float(math.comb(m + 1, 2)))
+        """, says="went through floats"),
+    _answer("count_self_attention_weights", "the parameter named n", """
+        def count_self_attention_weights(n):
+            return n * (n + 1) // 2
+        """, says="parameter names of the contract"),
+
+    # CountingScore
+    _answer("CountingScore", "__call__'s parameters named (keys, query)", """
+        class CountingScore:
+            def __init__(self, score_fn):
+                self.score_fn, self.count = score_fn, 0
+
+            def __call__(self, keys, query):
+                scores = self.score_fn(keys, query)
+                self.count += scores.numel()
+                return scores
+        """, says="keywords"),
+    _answer("CountingScore", "__init__'s parameter named fn", """
+        class CountingScore:
+            def __init__(self, fn):
+                self.fn, self.count = fn, 0
+
+            def __call__(self, *args, **kwargs):
+                scores = self.fn(*args, **kwargs)
+                self.count += scores.numel()
+                return scores
+        """, says="parameter name of the contract"),
+    _counter("scores cast to float32 before they are returned", _INIT, """
+        scores = self.score_fn(*args, **kwargs).float()
+        self.count += scores.numel()
+        return scores
+        """, says="exactly what score_fn returned"),
+    _counter("count of the last dimension times the calls", _INIT + "    self.calls = 0\n", """
+        scores = self.score_fn(*args, **kwargs)
+        self.calls += 1
+        self.count = self.calls * scores.shape[-1]
+        return scores
+        """),
+
+    # loglog_slope
+    _answer("loglog_slope", "parameters named (n, t)", """
+        def loglog_slope(n, t):
+            return float(np.polyfit(np.log(np.asarray(n, dtype=float)), np.log(np.asarray(t, dtype=float)), 1)[0])
+        """, says="parameter names of the contract"),
+    _answer("loglog_slope", "sizes sorted without their times", """
+        def loglog_slope(sizes, times):
+            x = np.log(np.sort(np.asarray(sizes, dtype=float)))
+            y = np.log(np.asarray(times, dtype=float))
+            return float(np.polyfit(x, y, 1)[0])
+        """, says="sorted without their times"),
+    _answer("loglog_slope", "times sorted in place with the sizes left as they are", """
+        def loglog_slope(sizes, times):
+            if isinstance(times, list):
+                times.sort()
+            x = np.log(np.asarray(sizes, dtype=float))
+            y = np.log(np.sort(np.asarray(times, dtype=float)))
+            return float(np.polyfit(x, y, 1)[0])
+        """),
+    _answer("loglog_slope", "np.log with out= overwrites the times", """
+        def loglog_slope(sizes, times):
+            x = np.log(np.asarray(sizes, dtype=float))
+            y = np.asarray(times, dtype=float)
+            np.log(y, out=y)
+            return float(np.polyfit(x, y, 1)[0])
+        """, says="modified in place"),
+    _answer("loglog_slope", "float16 logs", """
+        def loglog_slope(sizes, times):
+            x = np.log(np.asarray(sizes, dtype=np.float16))
+            y = np.log(np.asarray(times, dtype=np.float16))
+            return float(np.polyfit(x.astype(float), y.astype(float), 1)[0])
+        """),
+]
+
+CORRECT += [
+    _answer("count_attention_weights", "operator.mul", """
+        def count_attention_weights(m, t):
+            import operator
+            return operator.mul(m, t)
+        """),
+    _answer("count_self_attention_weights", "a shift instead of // 2", """
+        def count_self_attention_weights(m):
+            return (m * (m + 1)) >> 1
+        """),
+    _answer("count_rnn_steps", "sum of the two lengths with keywords", """
+        def count_rnn_steps(m, t):
+            return sum((m, t))
+        """),
+    _counter("np.prod of the shape (a numpy integer)", _INIT, """
+        scores = self.score_fn(*args, **kwargs)
+        self.count += int(np.prod(scores.shape))
+        return scores
+        """),
+    _answer("loglog_slope", "covariance over variance with np.cov", """
+        def loglog_slope(sizes, times):
+            x = np.log(np.asarray(sizes, dtype=float))
+            y = np.log(np.asarray(times, dtype=float))
+            c = np.cov(x, y)
+            return float(c[0, 1] / c[0, 0])
+        """),
+]
+
+# Wrong only on a GPU: on a CPU, .cpu() hands back the scores' own device.
+WRONG_ON_GPU = [
+    _counter("scores moved to the CPU before they are returned", _INIT, """
+        scores = self.score_fn(*args, **kwargs).cpu().clone()
+        self.count += scores.numel()
+        return scores
+        """, says="exactly what score_fn returned"),
 ]
