@@ -1,5 +1,5 @@
 """A whole class graded two ways: `make benchmark-class` (or `python benchmarks/class_benchmark.py [--students N]
-[--runs R] [--workers W] [--results PATH]`).
+[--runs R] [--workers W] [--fresh] [--unsandboxed] [--results PATH]`).
 
 The class: N students (default 100) by the 6 lessons, SUBMISSIONS/<student>/<lesson>.ipynb, drawn with
 random.Random(0) notebook by notebook: about 55% all correct; 25% one or two functions wrong (answers from
@@ -11,12 +11,16 @@ Measured, for each side, median of R runs (default 3), the two sides alternating
       generate_assignment`, the files copied into submitted/<student>/<lesson>/ under their own names,
       one `nbgrader autograde LESSON --force` and one `nbgrader generate_feedback LESSON --force` per lesson;
   (b) `python -m autograder grade SUBMISSIONS --out OUT --workers W --force` (W: the number of cores),
-      kernels sandboxed (as root on Linux);
-  (c) the same with `--no-sandbox`: the cost of the sandbox;
-  wall seconds, seconds per notebook and notebooks per minute (over every notebook file of the class),
-  and the peak memory: the largest total RSS of the process tree under this script, sampled every 0.25 s.
-Also the floor for one notebook: start a kernel, `import torch`, shut it down (median of 5), against (b)'s
-seconds per notebook; and whether (b)'s grades.csv has one row per submitted file.
+      kernels sandboxed (as root on Linux) and forked from a warm template in each worker;
+  (c) with --fresh: the same with `--kernel-start fresh` (a new interpreter per kernel);
+  (d) with --unsandboxed: the same as (b) with `--no-sandbox`: the cost of the sandbox;
+  wall seconds, seconds per notebook and notebooks per minute (over every notebook file of the class), CPU
+  seconds per notebook (every process the side started, kernels included), and the peak memory of the
+  process tree under this script, sampled every 0.25 s: PSS (each shared page counted once; the forked
+  kernels share their template's) and RSS.
+Also two floors for one notebook: start a kernel, `import torch`, shut it down (median of 5); and one kernel
+forked from a warm template that runs an empty cell (median of 5, wall and CPU); and whether (b)'s
+grades.csv has one row per submitted file.
 Results are printed as a markdown table and written to benchmarks/results.json under "class" (or --key).
 """
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -124,22 +129,37 @@ def rss_kib(pid: int) -> int:
     return 0                                                    # gone, or a zombie
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size: each shared page counted once over the processes that share it (forked
+    kernels share the template's pages, which RSS counts once per process)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def tree_rss_kib(pid: int) -> int:
     """Total RSS of every descendant of `pid` (not `pid` itself), in KiB."""
     return sum(rss_kib(p) for p in descendants(pid))
 
 
 class PeakRSS:
-    """Samples tree_rss_kib(this process) in a thread while in the `with` block; .peak_mib after it."""
+    """Samples the total RSS and PSS of this process's descendants in a thread while in the `with` block;
+    .peak_mib and .peak_pss_mib after it."""
 
     def __init__(self, every_s: float = SAMPLE_EVERY_S):
-        self.every_s, self.peak_kib = every_s, 0
+        self.every_s, self.peak_kib, self.peak_pss_kib = every_s, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self):
         while not self._stop.is_set():
-            self.peak_kib = max(self.peak_kib, tree_rss_kib(os.getpid()))
+            tree = descendants(os.getpid())
+            self.peak_kib = max(self.peak_kib, sum(rss_kib(p) for p in tree))
+            self.peak_pss_kib = max(self.peak_pss_kib, sum(pss_kib(p) for p in tree))
             self._stop.wait(self.every_s)
 
     def __enter__(self):
@@ -153,6 +173,10 @@ class PeakRSS:
     @property
     def peak_mib(self) -> float:
         return self.peak_kib / 1024
+
+    @property
+    def peak_pss_mib(self) -> float:
+        return self.peak_pss_kib / 1024
 
 
 # --- the two sides --------------------------------------------------------------------------------------
@@ -210,7 +234,12 @@ def grade_plain(class_dir: Path, manifest: list[dict], course: Path, log: Path) 
 
 
 def grade_ours(class_dir: Path, out: Path, workers: int, log: Path, *extra: str) -> dict:
-    """(b), or (c) with extra=("--no-sandbox",): `python -m autograder grade` on the class."""
+    """(b), or (c) with extra=("--kernel-start", "fresh"), or (d) with extra=("--no-sandbox",)."""
+    return _grade_ours(class_dir, out, workers, log, *extra)
+
+
+def _grade_ours(class_dir: Path, out: Path, workers: int, log: Path, *extra: str) -> dict:
+    """`python -m autograder grade` on the class."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "autograder", "grade", str(class_dir), "--out", str(out),
            "--workers", str(workers), "--force", *extra]
@@ -224,10 +253,18 @@ def grade_ours(class_dir: Path, out: Path, workers: int, log: Path, *extra: str)
             "feedback": len(list(out.glob("feedback/*/*/*.html")))}
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measured(fn, *args) -> dict:
+    """`fn(*args)`'s result with the peak memory of the process tree and the CPU seconds it used (every process
+    it started is waited for by its parent, kernels included, so their CPU time reaches this process)."""
+    cpu = _children_cpu_s()
     with PeakRSS() as peak:
         result = fn(*args)
-    return {**result, "peak_rss_mib": peak.peak_mib}
+    return {**result, "peak_rss_mib": peak.peak_mib, "peak_pss_mib": peak.peak_pss_mib, "cpu_s": _children_cpu_s() - cpu}
 
 
 # --- the floor ------------------------------------------------------------------------------------------
@@ -250,6 +287,47 @@ def kernel_floor(repeats: int = 5) -> list[float]:
     return times
 
 
+_FORK_FLOOR = r"""
+import json, statistics, sys, time
+from autograder import kernel, sandbox
+sandboxed = not sandbox.unavailable()
+assert kernel.warm_up(), kernel._templates.why_not
+
+
+def tree_cpu(k):
+    # the kernel's processes (its cgroup's, sandboxed: the reaper and the kernel), their waited children included
+    pids = [k.proc.pid]
+    if k.cgroup is not None:
+        pids = [int(p) for p in (k.cgroup.paths["pids"] / "cgroup.procs").read_text().split()]
+    ticks = 0
+    for pid in pids:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        ticks += sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+import os
+walls, cpus = [], []
+for _ in range(int(sys.argv[1])):
+    wall, cpu = time.perf_counter(), time.process_time()
+    k = kernel.Kernel(sandboxed=sandboxed, start="fork").ready()
+    k.run_cell("", deadline=time.monotonic() + 60)
+    kernel_cpu = tree_cpu(k)
+    k.kill()
+    walls.append(time.perf_counter() - wall)
+    cpus.append(time.process_time() - cpu + kernel_cpu)
+print(json.dumps({"wall_s": walls, "cpu_s": cpus, "sandboxed": sandboxed}))
+"""
+
+
+def fork_floor(repeats: int = 5) -> dict:
+    """The new floor: one kernel forked from a warm template (sandboxed where available) that runs an empty cell,
+    then is killed; wall seconds and CPU seconds (the grader's side and the kernel's processes)."""
+    done = subprocess.run([sys.executable, "-c", _FORK_FLOOR, str(repeats)], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 # --- the report -----------------------------------------------------------------------------------------
 
 def machine() -> dict:
@@ -264,26 +342,32 @@ def summarize(runs: list[dict], notebooks: int) -> dict:
     return {**setup, "median_s": round(wall, 1), "per_notebook_s": round(wall / notebooks, 2),
             "notebooks_per_min": round(60 * notebooks / wall, 1),
             "peak_rss_mib": round(max(r["peak_rss_mib"] for r in runs)),
+            "peak_pss_mib": round(max(r["peak_pss_mib"] for r in runs)),
+            "cpu_per_notebook_s": round(statistics.median(r["cpu_s"] for r in runs) / notebooks, 2),
             "runs": [{k: round(v, 1) if isinstance(v, float) else v for k, v in r.items()} for r in runs]}
 
 
 def table(s: dict) -> str:
-    a, b, c = s["plain_nbgrader"], s["ours"], s["ours_unsandboxed"]
-    lines = ["| | median wall time | per notebook | notebooks/min | peak RSS (process tree) |",
-             "| --- | --- | --- | --- | --- |",
-             f"| (a) plain nbgrader: autograde + generate_feedback per lesson | {a['median_s']} s | "
-             f"{a['per_notebook_s']} s | {a['notebooks_per_min']} | {a['peak_rss_mib']} MiB |",
-             f"| (b) `autograder grade --workers {s['workers']}` | {b['median_s']} s | {b['per_notebook_s']} s | "
-             f"{b['notebooks_per_min']} | {b['peak_rss_mib']} MiB |",
-             *([f"| (c) the same, `--no-sandbox` | {c['median_s']} s | {c['per_notebook_s']} s | "
-                f"{c['notebooks_per_min']} | {c['peak_rss_mib']} MiB |"] if c else []),
-             f"| ratio (b)/(a) wall | {s['ratio_wall_ours_over_plain']} | | throughput (b)/(a): "
-             f"{s['ratio_throughput_ours_over_plain']} | |",
-             f"| floor: kernel start + `import torch` + shutdown | {s['floor']['median_s']} s | "
-             f"(b) per notebook / floor: {s['ours_per_notebook_over_floor']} | | |"]
+    a, b = s["plain_nbgrader"], s["ours"]
+    sides = [("(a) plain nbgrader: autograde + generate_feedback per lesson", a),
+             (f"(b) `autograder grade --workers {s['workers']}` (kernels forked from warm templates)", b),
+             ("(c) the same, `--kernel-start fresh` (a new interpreter per kernel)", s.get("ours_fresh")),
+             ("(d) the same as (b), `--no-sandbox`", s.get("ours_unsandboxed"))]
+    lines = ["| | median wall time | per notebook | notebooks/min | CPU per notebook | peak PSS | peak RSS |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, x in sides:
+        if x:
+            lines.append(f"| {name} | {x['median_s']} s | {x['per_notebook_s']} s | {x['notebooks_per_min']} | "
+                         f"{x['cpu_per_notebook_s']} s | {x['peak_pss_mib']} MiB | {x['peak_rss_mib']} MiB |")
+    f = s["fork_floor"]
+    lines += [f"| throughput (b)/(a) | {s['ratio_throughput_ours_over_plain']} | | | | "
+              f"PSS (b)/(a): {s['ratio_pss_ours_over_plain']} | RSS (b)/(a): {s['ratio_rss_ours_over_plain']} |",
+              f"| floor: one forked kernel runs an empty cell | {f['median_wall_s']} s | | | {f['median_cpu_s']} s "
+              f"(b)'s CPU per notebook / floor: {s['ours_cpu_over_fork_floor']} | | |"]
     m = s["machine"]
     lines.append(f"\n(a)'s wall time includes {a['setup_s']} s of `nbgrader generate_assignment` (one call per lesson) "
-                 "and copying the files in; (b)'s includes the same steps, done inside `grade`.")
+                 "and copying the files in; (b)'s includes the same steps, done inside `grade`. CPU: user + system "
+                 "seconds of every process the side started (kernels included). PSS counts each shared page once.")
     lines.append(f"{s['students']} students, {s['notebooks']} notebook files {s['mix']}, median of {s['repeats']} "
                  f"run(s). Machine: {m['platform']}, {m['cpus']} CPUs, Python {m['python']}, torch {m['torch']}.")
     return "\n".join(lines)
@@ -296,10 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--results", type=Path, default=RESULTS, help="JSON file to merge the results into")
     p.add_argument("--key", default="class", help="the key of results.json to write (default: class)")
-    p.add_argument("--skip-unsandboxed", action="store_true", help="leave out (c), the run without the sandbox")
+    p.add_argument("--unsandboxed", action="store_true", help="also (d), the run without the sandbox")
+    p.add_argument("--fresh", action="store_true", help="also (c), kernels started fresh instead of forked")
     args = p.parse_args(argv)
 
-    runs = {"plain_nbgrader": [], "ours": [], "ours_unsandboxed": []}
+    runs = {"plain_nbgrader": [], "ours": [], "ours_fresh": [], "ours_unsandboxed": []}
     with tempfile.TemporaryDirectory(prefix="class-benchmark-") as tmp:
         tmp = Path(tmp)
         class_dir = tmp / "SUBMISSIONS"
@@ -320,21 +405,27 @@ def main(argv: list[str] | None = None) -> int:
                   f"({'one per file' if b['csv_one_row_per_file'] else 'MISMATCH'}), {b['statuses']}", flush=True)
             if b["rc"] != 0:
                 print((tmp / f"ours-{i}.log").read_text()[-3000:], flush=True)
-            if args.skip_unsandboxed:
-                continue
-            c = measured(grade_ours, class_dir, tmp / "ours-unsandboxed", args.workers, tmp / f"unsandboxed-{i}.log",
-                         "--no-sandbox")
-            runs["ours_unsandboxed"].append(c)
-            print(f"run {i + 1}: (c) autograder grade --no-sandbox {c['wall_s']:.1f} s, "
-                  f"peak {c['peak_rss_mib']:.0f} MiB, rc {c['rc']}, {c['statuses']}", flush=True)
+            for wanted, key, extra in ((args.fresh, "ours_fresh", ("--kernel-start", "fresh")),
+                                       (args.unsandboxed, "ours_unsandboxed", ("--no-sandbox",))):
+                if wanted:
+                    c = measured(grade_ours, class_dir, tmp / key, args.workers, tmp / f"{key}-{i}.log", *extra)
+                    runs[key].append(c)
+                    print(f"run {i + 1}: {key} {' '.join(extra)}: {c['wall_s']:.1f} s, peak PSS "
+                          f"{c['peak_pss_mib']:.0f} MiB, rc {c['rc']}, {c['statuses']}", flush=True)
         floor = kernel_floor()
         print(f"floor (kernel + import torch + shutdown): {', '.join(f'{t:.2f}' for t in floor)} s", flush=True)
+        fork = fork_floor()
+        print(f"floor (forked kernel + empty cell): wall {fork['wall_s']}, CPU {fork['cpu_s']}", flush=True)
 
     summary = {"students": args.students, "notebooks": notebooks, "mix": mix, "repeats": args.runs,
                "workers": args.workers,
                "plain_nbgrader": summarize(runs["plain_nbgrader"], notebooks), "ours": summarize(runs["ours"], notebooks),
+               "ours_fresh": summarize(runs["ours_fresh"], notebooks) if runs["ours_fresh"] else None,
                "ours_unsandboxed": summarize(runs["ours_unsandboxed"], notebooks) if runs["ours_unsandboxed"] else None,
                "floor": {"median_s": round(statistics.median(floor), 2), "runs": [round(t, 2) for t in floor]},
+               "fork_floor": {"median_wall_s": round(statistics.median(fork["wall_s"]), 2),
+                              "median_cpu_s": round(statistics.median(fork["cpu_s"]), 2),
+                              "sandboxed": fork["sandboxed"]},
                "csv_one_row_per_file": all(r["csv_one_row_per_file"] for r in runs["ours"]),
                "machine": machine()}
     summary["ratio_wall_ours_over_plain"] = round(summary["ours"]["median_s"] / summary["plain_nbgrader"]["median_s"], 2)
@@ -343,6 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     if summary["ours_unsandboxed"]:
         summary["sandbox_cost_per_notebook_s"] = round(
             summary["ours"]["per_notebook_s"] - summary["ours_unsandboxed"]["per_notebook_s"], 2)
+    summary["ratio_pss_ours_over_plain"] = round(summary["ours"]["peak_pss_mib"] / summary["plain_nbgrader"]["peak_pss_mib"], 2)
+    summary["ratio_rss_ours_over_plain"] = round(summary["ours"]["peak_rss_mib"] / summary["plain_nbgrader"]["peak_rss_mib"], 2)
+    summary["ours_cpu_over_fork_floor"] = round(
+        summary["ours"]["cpu_per_notebook_s"] / max(summary["fork_floor"]["median_cpu_s"], 0.01), 2)
     summary["ours_per_notebook_over_floor"] = round(
         statistics.median(r["wall_s"] for r in runs["ours"]) / notebooks / statistics.median(floor), 2)
 
