@@ -19,15 +19,17 @@ WORKERS = 2
 
 
 def _class(root):
-    """An honest student, a wrong answer, an invalid notebook."""
+    """An honest student, a wrong answer, an invalid notebook, in nbgrader's layout after `nbgrader collect`
+    (OUT/submitted/<student>/<lesson>/, with a timestamp.txt for ada)."""
     wrong = {"written_heatmap": "Step j reads position m - j.",
              "dot_scores": "def dot_scores(h, s, W_K, W_Q):\n"
                            "    return ((h @ W_K.T) @ (s @ W_Q.T)[..., None]).squeeze(-1) / W_K.shape[0] ** 0.5\n"}
     for student, nb in {"ada": submissions.answered(LESSON), "cleo": submissions.answered(LESSON, wrong)}.items():
-        (root / student).mkdir(parents=True)
-        nbformat.write(nb, root / student / f"{LESSON}.ipynb")
-    (root / "dev").mkdir()
-    (root / "dev" / f"{LESSON}.ipynb").write_text('{"cells": [}')
+        (root / student / LESSON).mkdir(parents=True)
+        nbformat.write(nb, root / student / LESSON / f"{LESSON}.ipynb")
+    (root / "ada" / LESSON / "timestamp.txt").write_text("2026-03-01 12:00:00.000000 UTC")
+    (root / "dev" / LESSON).mkdir(parents=True)
+    (root / "dev" / LESSON / f"{LESSON}.ipynb").write_text('{"cells": [}')
     return root
 
 
@@ -53,7 +55,8 @@ def _gradebook(out):
         for sub in gb.assignment_submissions(LESSON):
             nb = gb.find_submission_notebook(LESSON, LESSON, sub.student.id)
             found[sub.student.id] = ({g.name: (g.auto_score, g.max_score, g.needs_manual_grade) for g in nb.grades},
-                                     {c.name: c.auto_comment for c in nb.comments}, nb.score, nb.max_score)
+                                     {c.name: c.auto_comment for c in nb.comments}, nb.score, nb.max_score,
+                                     sub.timestamp, nb.late_submission_penalty)
         return found
 
 
@@ -63,12 +66,12 @@ def both(tmp_path_factory):
     from dask.distributed import Client, LocalCluster
     local_root = tmp_path_factory.mktemp("local")
     start = time.monotonic()
-    local_rows = grade.grade(_class(local_root / "in"), local_root / "out", workers=WORKERS, progress=False)
+    local_rows = grade.grade(_class(local_root / "out" / "submitted"), local_root / "out", workers=WORKERS,
+                             progress=False)
     local_s = time.monotonic() - start
 
     hidden = tmp_path_factory.mktemp("hidden")           # the submissions and OUT: never on a worker
-    submitted, out = _class(hidden / "in"), hidden / "out"
-    out.mkdir()
+    submitted, out = _class(hidden / "out" / "submitted"), hidden / "out"
     space = tmp_path_factory.mktemp("workers")
     with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as cluster, \
             Client(cluster.scheduler_address) as client:
@@ -114,6 +117,7 @@ def test_the_cluster_gives_the_local_grades(both):
     cluster, local = _gradebook(both["out"]), _gradebook(both["local"])
     assert set(cluster) == {"ada", "cleo"}
     assert cluster == local
+    assert cluster["ada"][4] is not None and cluster["cleo"][4] is None      # ada's timestamp.txt, recorded
 
 
 def test_the_course_folder_has_the_notebooks_feedback_and_logs(both):
@@ -129,6 +133,9 @@ def test_the_course_folder_has_the_notebooks_feedback_and_logs(both):
         text = grade.log_file(out, student, LESSON).read_text()
         assert "status: ok" in text and "--- nbgrader's log ---" in text and "graded on " in text
     assert "sqrt(d_k)" in (out / "feedback" / "cleo" / LESSON / f"{LESSON}.html").read_text()
+    for part in ("autograded", "feedback"):         # the submission's other files follow it, as nbgrader copies them
+        stamp = out / part / "ada" / LESSON / "timestamp.txt"
+        assert stamp.read_text() == (local / stamp.relative_to(out)).read_text()
 
 
 def test_a_rerun_is_a_no_op(both):
