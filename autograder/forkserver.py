@@ -207,6 +207,11 @@ def serve() -> None:
         ready = {"error": f"the template could not import {name}: {error!r}"}
     if not ready and _threads() != 1:
         ready = {"error": f"the template runs {_threads()} threads after its imports: forking it is unsafe"}
+    # What the imports made is never collected: the kernels' garbage collector then leaves those pages alone,
+    # and they stay shared with the template instead of being copied into every kernel.
+    import gc
+    gc.collect()
+    gc.freeze()
     for line in requests:
         request = json.loads(line)
         try:

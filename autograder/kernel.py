@@ -74,8 +74,8 @@ class _Templates:
         self.why_not = ""           # why the last start failed: this process starts kernels fresh from then on
 
     def get(self) -> forkserver.Template | None:
-        """The template, once it has finished its imports; None while it warms up (it is started on the first
-        call: that kernel starts fresh meanwhile) or where it failed (`why_not`)."""
+        """The template, started on first use and waited for while it imports torch; None where it failed
+        (`why_not`: this process starts its kernels fresh from then on)."""
         if self.why_not:
             return None
         if self.template is None or not self.template.alive():
@@ -85,25 +85,22 @@ class _Templates:
                 self.template = forkserver.Template(self.scratch)
             except (forkserver.TemplateError, OSError) as error:
                 self.failed(error)
-            return None
+                return None
+        deadline = time.monotonic() + forkserver.START_TIMEOUT
         try:
-            return self.template if self.template.warm() else None
+            # Waited for, not raced by a fresh kernel: both would import torch at once, on the same cores.
+            while not self.template.warm():
+                if time.monotonic() > deadline or not self.template.alive():
+                    raise forkserver.TemplateError("the template did not finish its imports")
+                time.sleep(0.02)
         except forkserver.TemplateError as error:
             self.failed(error)
             return None
+        return self.template
 
-    def warm_up(self, timeout: float = forkserver.START_TIMEOUT) -> bool:
+    def warm_up(self) -> bool:
         """Start the template now and wait until it has finished its imports; False where it cannot fork."""
-        if start_method() != "fork":
-            return False
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.get() is not None:
-                return True
-            if self.why_not:
-                return False
-            time.sleep(0.05)
-        return False
+        return start_method() == "fork" and self.get() is not None
 
     def failed(self, error: Exception) -> None:
         self.why_not = str(error)
@@ -199,8 +196,7 @@ class Kernel:
                 _templates.failed(error)
                 self.how = f"started fresh (the warm template failed: {error})"
         elif self.start == "fork":
-            self.how = (f"started fresh (the warm template failed: {_templates.why_not})" if _templates.why_not
-                        else "started fresh (this process's warm template was still importing torch)")
+            self.how = f"started fresh (the warm template failed: {_templates.why_not})"
         if self.proc is None:
             self.start = "fresh"
             self.how = self.how or "started fresh (a new interpreter)"
@@ -465,7 +461,9 @@ class KernelPool:
         if cwd is not None:
             return Kernel(sandboxed=False, cwd=cwd).ready()
         k = self._next if self._next is not None and self._next.alive() else Kernel(sandboxed=self.sandboxed)
-        self._next = Kernel(sandboxed=self.sandboxed)
+        # A fresh kernel takes seconds to start: the next one starts now, while this one is graded. A fork
+        # takes a fraction of a second: none is kept waiting, with the memory it would hold.
+        self._next = Kernel(sandboxed=self.sandboxed) if k.start == "fresh" else None
         try:
             return k.ready()
         except bridge.PeerGone as error:

@@ -143,7 +143,7 @@ def test_a_failed_template_falls_back_to_fresh_kernels_and_says_so(monkeypatch, 
     monkeypatch.setitem(forkserver.TEMPLATE_ENV, "PYTHONPATH", str(tmp_path))
     templates = kernel._Templates()
     monkeypatch.setattr(kernel, "_templates", templates)
-    assert not templates.warm_up(60)
+    assert not templates.warm_up()
     assert "no torch in this template" in templates.why_not
     k = kernel.Kernel(sandboxed=SANDBOXED).ready()
     try:
