@@ -39,6 +39,8 @@ FAILED = Status.AUTOGRADE_FAILED.value
 # nbgrader's permissions for what Autograde and GenerateFeedback write, by CourseDirectory.groupshared
 # (BaseConverter's and GenerateFeedback's _permissions_default).
 MODES = {False: (0o444, 0o644), True: (0o664, 0o664)}
+# What grading a notebook can end in (`grade.autograde_one`): any other status in a reply is not recorded.
+WORKER_STATUSES = {s.value for s in Status if s.graded} | {FAILED}
 
 
 @dataclass(frozen=True)
@@ -229,10 +231,9 @@ def record(out: Path, student: str, lesson: str, reply) -> str:
 def _parse(reply) -> tuple[str, str, bytes | None, bytes | None, dict, dict]:
     if not isinstance(reply, dict):
         raise Unrecordable(f"not a reply ({type(reply).__name__})")
-    try:
-        status = Status(reply.get("status")).value
-    except ValueError:
-        raise Unrecordable(f"unknown status {reply.get('status')!r}") from None
+    status = reply.get("status")
+    if status not in WORKER_STATUSES:
+        raise Unrecordable(f"a status no grading worker gives ({status!r})")
     text = reply.get("log")
     autograded, feedback = reply.get("autograded"), reply.get("feedback")
     grades, comments = reply.get("grades"), reply.get("comments")

@@ -167,6 +167,7 @@ def test_a_reply_that_cannot_be_recorded_costs_its_row_only(tmp_path):
     answered = nbformat.writes(submissions.answered(LESSON)).encode()
     assert remote.record(out, "ada", LESSON, "garbage") == "autograde-failed"
     assert "could not be recorded" in grade.log_file(out, "ada", LESSON).read_text()
+    assert remote.record(out, "ada", LESSON, {**remote.failure(""), "status": "invalid-notebook"}) == "autograde-failed"
     lying = {"status": "ok", "log": "", "autograded": answered, "feedback": b"<html></html>",
              "grades": {"test_dot_scores": [99.0, 2.0]}, "comments": {}, "worker": "x",
              "student": "../../elsewhere", "path": str(tmp_path / "elsewhere")}
