@@ -46,10 +46,21 @@ MS_REC, MS_PRIVATE = 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 _libc = ctypes.CDLL(None, use_errno=True)
 START_TIMEOUT = 120         # seconds the template may take for its imports
+SHARED_ENV = "ATTENTION_KERNEL_TEMPLATE"    # the address of a template the grading processes share
 
 
 class TemplateError(RuntimeError):
     """The template cannot fork a kernel (the grader starts one afresh instead, and says so)."""
+
+
+def start_method() -> str:
+    """How kernels start in this process: "fork" (from a warm template, where `unavailable()` is empty) or
+    "fresh" (a new interpreter each); $ATTENTION_KERNEL_START chooses, `Settings.kernel_start` else."""
+    from .settings import DEFAULT
+    wanted = os.environ.get("ATTENTION_KERNEL_START", DEFAULT.kernel_start)
+    if wanted not in ("fork", "fresh"):
+        raise ValueError(f"ATTENTION_KERNEL_START must be fork or fresh, not {wanted!r}")
+    return "fork" if wanted == "fork" and not unavailable() else "fresh"
 
 
 def unavailable() -> str:
@@ -64,43 +75,69 @@ def unavailable() -> str:
 # -- the grader's side -----------------------------------------------------------------------------------
 
 class Template:
-    """The grading process's handle on its template process."""
+    """A grading process's link to a template: its own (`Template(scratch)`, started now, with a Unix socket in
+    `scratch` that other grading processes may use) or one another process owns (`Template.shared(path)`)."""
 
-    def __init__(self, scratch: Path):
+    def __init__(self, scratch: Path | None = None, *, _socket: str | None = None):
+        self._lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self._conn = None
+        if _socket is not None:          # the owner published the address once its template was warm
+            import socket
+            self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self._conn.connect(_socket)
+            except OSError as error:
+                self._conn.close()
+                raise TemplateError(f"the shared template at {_socket} cannot be reached ({error})") from None
+            self._reader, self._writer = self._conn.makefile("rb"), self._conn.makefile("wb")
+            self.socket_path, self._warming = _socket, False
+            return
         env = {**TEMPLATE_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(scratch),
                "MPLCONFIGDIR": str(scratch / ".mpl"), "IPYTHONDIR": str(scratch / ".ipython")}
-        self._lock = threading.Lock()
-        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.forkserver"], env=env, cwd=scratch,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+        self.socket_path = str(scratch / "template.sock")
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.forkserver", self.socket_path], env=env,
+                                     cwd=scratch, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+        self._reader, self._writer = self.proc.stdout, self.proc.stdin
         # Asked now, answered once its imports are done: the grader does other work meanwhile.
         self._send({"op": "ready"})
         self._warming = True
 
+    @classmethod
+    def shared(cls, path: str) -> "Template":
+        return cls(_socket=path)
+
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self._conn is not None and self._conn.fileno() >= 0
 
     def warm(self) -> bool:
         """Has it finished its imports? Never waits; raises TemplateError when they failed."""
         with self._lock:
-            if self._warming and select.select([self.proc.stdout], [], [], 0)[0]:
+            if self._warming and select.select([self._reader], [], [], 0)[0]:
                 self._warming = False
                 self._answer(0)
             return not self._warming
 
     def _send(self, request: dict) -> None:
         try:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
+            self._writer.write((json.dumps(request) + "\n").encode())
+            self._writer.flush()
         except OSError as error:
             raise TemplateError(f"the template process is gone ({error})") from None
 
     def _answer(self, timeout: float) -> dict:
-        if not select.select([self.proc.stdout], [], [], timeout)[0]:
-            raise TemplateError(f"the template process did not answer in {timeout:.0f} s")
-        line = self.proc.stdout.readline()
+        try:
+            if not select.select([self._reader], [], [], timeout)[0]:
+                raise TemplateError(f"the template process did not answer in {timeout:.0f} s")
+            line = self._reader.readline()
+        except (OSError, ValueError) as error:
+            raise TemplateError(f"the template process is gone ({error})") from None
         if not line:
-            raise TemplateError(f"the template process ended (status {self.proc.wait()})")
+            raise TemplateError("the template process ended" +
+                                (f" (status {self.proc.wait()})" if self.proc is not None else ""))
         reply = json.loads(line)
         if "error" in reply:
             raise TemplateError(reply["error"])
@@ -109,7 +146,7 @@ class Template:
     def _ask(self, request: dict, timeout: float = 60) -> dict:
         with self._lock:
             if not self.alive():
-                raise TemplateError(f"the template process ended (status {self.proc.poll()})")
+                raise TemplateError("the template process ended")
             if self._warming:           # its answer to "ready": TemplateError when it could not import
                 self._warming = False
                 self._answer(START_TIMEOUT)
@@ -128,14 +165,69 @@ class Template:
         return self._ask({"op": "wait", "pid": pid})["status"]
 
     def close(self) -> None:
-        if self.alive():
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
+        """The owner ends the template (and every kernel it forked); another process only hangs up, and the
+        template kills the kernels it forked for that process and did not reap."""
+        if self.proc is not None:
+            if self.alive():
+                self.proc.kill()
+            self.proc.wait()
+        for stream in (self._reader, self._writer, self._conn):
             try:
-                stream.close()
+                if stream is not None:
+                    stream.close()
             except OSError:
                 pass
+
+
+class Shared:
+    """In a process that starts local grading processes: one template for all of them (their kernels share its
+    pages), started on entry, its address published in $ATTENTION_KERNEL_TEMPLATE (which they inherit) by
+    `publish()` once warm, ended on exit. Where kernels are not forked, or it fails, nothing is published and
+    each grading process keeps a template of its own (or starts its kernels fresh)."""
+
+    def __init__(self):
+        self.template: Template | None = None
+        self.scratch: Path | None = None
+        self.why_not = ""
+        self._previous = os.environ.get(SHARED_ENV)
+
+    def __enter__(self) -> "Shared":
+        if start_method() == "fork":
+            import tempfile
+            self.scratch = Path(tempfile.mkdtemp(prefix="attention-template-"))
+            try:
+                self.template = Template(self.scratch)
+            except (TemplateError, OSError) as error:
+                self.why_not = str(error)
+        return self
+
+    def publish(self) -> str | None:
+        """Wait until the template is warm, then tell the processes started from now on where it is."""
+        if self.template is None:
+            return None
+        import time
+        deadline = time.monotonic() + START_TIMEOUT
+        try:
+            while not self.template.warm():
+                if time.monotonic() > deadline or not self.template.alive():
+                    raise TemplateError("the shared template did not finish its imports")
+                time.sleep(0.02)
+        except TemplateError as error:
+            self.why_not = str(error)
+            return None
+        os.environ[SHARED_ENV] = self.template.socket_path
+        return self.template.socket_path
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is None:
+            os.environ.pop(SHARED_ENV, None)
+        else:
+            os.environ[SHARED_ENV] = self._previous
+        if self.template is not None:
+            self.template.close()
+        if self.scratch is not None:
+            import shutil
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 class ForkedProcess:
@@ -195,10 +287,13 @@ def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def serve() -> None:
-    """The template's loop: answer requests on stdin until it closes."""
+def serve(socket_path: str | None = None) -> None:
+    """The template's loop: answer its owner on stdin/stdout, and any grading process that connects to
+    `socket_path`; leave when the owner hangs up."""
+    import gc
     import importlib
-    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    import selectors
+    import socket
     ready: dict = {}
     try:
         for name in WARM_MODULES:
@@ -209,26 +304,73 @@ def serve() -> None:
         ready = {"error": f"the template runs {_threads()} threads after its imports: forking it is unsafe"}
     # What the imports made is never collected: the kernels' garbage collector then leaves those pages alone,
     # and they stay shared with the template instead of being copied into every kernel.
-    import gc
     gc.collect()
     gc.freeze()
-    for line in requests:
-        request = json.loads(line)
+    owner = (sys.stdin.buffer, sys.stdout.buffer)
+    links = selectors.DefaultSelector()
+    links.register(owner[0], selectors.EVENT_READ, owner)
+    if socket_path and not ready:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o077)           # only root, the owner's user, may connect
         try:
-            if request["op"] == "ready":
-                reply = ready or {"ok": True}
-            elif request["op"] == "fork":
-                if ready:
-                    raise TemplateError(ready["error"])
-                reply = {"pid": _fork(request)}
-            elif request["op"] == "wait":
-                reply = {"status": os.waitpid(int(request["pid"]), 0)[1]}
-            else:
-                reply = {"error": f"unknown request {request['op']!r}"}
-        except Exception as error:
-            reply = {"error": f"{type(error).__name__}: {error}"}
-        replies.write((json.dumps(reply) + "\n").encode())
-        replies.flush()
+            listener.bind(socket_path)
+        finally:
+            os.umask(old)
+        listener.listen(64)
+        links.register(listener, selectors.EVENT_READ, None)
+    forked: dict[int, tuple] = {}       # unreaped kernel -> the link that asked for it
+    while True:
+        for key, _ in links.select():
+            if key.data is None:        # a grading process connects
+                conn, _ = key.fileobj.accept()
+                links.register(conn, selectors.EVENT_READ, (conn.makefile("rb"), conn.makefile("wb"), conn))
+                continue
+            link = key.data
+            line = link[0].readline()
+            if not line:
+                if link is owner:
+                    return
+                links.unregister(key.fileobj)
+                for pid in [p for p, by in forked.items() if by is link]:
+                    _kill_and_reap(pid)         # its grading process died: its kernels go with it
+                    del forked[pid]
+                for stream in link:
+                    stream.close()
+                continue
+            reply = _answer(json.loads(line), ready)
+            if "pid" in reply:
+                forked[reply["pid"]] = link
+            elif "status" in reply:
+                forked.pop(reply.pop("reaped"), None)
+            try:
+                link[1].write((json.dumps(reply) + "\n").encode())
+                link[1].flush()
+            except OSError:
+                pass
+
+
+def _answer(request: dict, ready: dict) -> dict:
+    try:
+        if request["op"] == "ready":
+            return ready or {"ok": True}
+        if request["op"] == "fork":
+            if ready:
+                raise TemplateError(ready["error"])
+            return {"pid": _fork(request)}
+        if request["op"] == "wait":
+            pid = int(request["pid"])
+            return {"status": os.waitpid(pid, 0)[1], "reaped": pid}
+        return {"error": f"unknown request {request['op']!r}"}
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
 
 
 def _fork(request: dict) -> int:
@@ -354,4 +496,4 @@ def _become_kernel(request: dict) -> None:
 
 
 if __name__ == "__main__":
-    serve()
+    serve(sys.argv[1] if len(sys.argv) > 1 else None)

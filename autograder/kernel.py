@@ -56,13 +56,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def start_method() -> str:
-    """How kernels start in this process: "fork" (from a warm template, where `forkserver.unavailable()` is
-    empty) or "fresh" (a new interpreter each); $ATTENTION_KERNEL_START chooses, `Settings.kernel_start` else."""
-    wanted = os.environ.get("ATTENTION_KERNEL_START", DEFAULT.kernel_start)
-    if wanted not in ("fork", "fresh"):
-        raise ValueError(f"ATTENTION_KERNEL_START must be fork or fresh, not {wanted!r}")
-    return "fork" if wanted == "fork" and not forkserver.unavailable() else "fresh"
+start_method = forkserver.start_method
 
 
 class _Templates:
@@ -72,6 +66,7 @@ class _Templates:
         self.template: forkserver.Template | None = None
         self.scratch: Path | None = None
         self.why_not = ""           # why the last start failed: this process starts kernels fresh from then on
+        self.shared_failed = False  # the template of $ATTENTION_KERNEL_TEMPLATE could not be reached
 
     def get(self) -> forkserver.Template | None:
         """The template, started on first use and waited for while it imports torch; None where it failed
@@ -80,6 +75,14 @@ class _Templates:
             return None
         if self.template is None or not self.template.alive():
             self.close()
+            shared = os.environ.get(forkserver.SHARED_ENV)
+            if shared and not self.shared_failed:
+                try:
+                    self.template = forkserver.Template.shared(shared)
+                    return self.template
+                except forkserver.TemplateError as error:
+                    self.shared_failed = True
+                    log.warning("%s: this process starts a template of its own", error)
             self.scratch = Path(tempfile.mkdtemp(prefix="attention-template-"))
             try:
                 self.template = forkserver.Template(self.scratch)
@@ -191,7 +194,8 @@ class Kernel:
                                           cwd=str(self.cwd or self.workdir), sandbox=box,
                                           cgroup=[str(p / "cgroup.procs") for p in self.cgroup.paths.values()]
                                           if self.cgroup is not None else [])
-                self.how = "forked from this process's warm template"
+                self.how = ("forked from the warm template the grading processes share" if template.proc is None
+                            else "forked from this process's warm template")
             except forkserver.TemplateError as error:
                 _templates.failed(error)
                 self.how = f"started fresh (the warm template failed: {error})"

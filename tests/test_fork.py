@@ -171,3 +171,33 @@ def test_an_unsandboxed_fork_runs_in_the_folder_it_is_given(tmp_path):
         assert run(k, "import os\nprint(os.getcwd(), open('data.txt').read())").split() == [str(tmp_path), "here"]
     finally:
         k.kill()
+
+
+def test_grading_processes_share_one_template_and_a_dead_one_takes_its_kernels_along(tmp_path):
+    """Two grading processes fork their kernels from one template; when one of them dies with a kernel
+    running, the template kills that kernel; the other keeps grading."""
+    import subprocess
+    import sys
+    script = (
+        "import sys, time\n"
+        "from autograder import kernel\n"
+        f"k = kernel.Kernel(sandboxed={SANDBOXED}).ready()\n"
+        "print(k.how, k.proc.pid, flush=True)\n"
+        "k.run_cell('print(1)', deadline=time.monotonic() + 30)\n"
+        "if sys.argv[1] == 'die':\n"
+        "    import os; os._exit(3)\n"
+        "k.kill()\n")
+    with forkserver.Shared() as shared:
+        assert shared.publish(), shared.why_not
+        template = shared.template.proc.pid
+        survivor = subprocess.run([sys.executable, "-c", script, "live"], capture_output=True, text=True, timeout=120)
+        dying = subprocess.run([sys.executable, "-c", script, "die"], capture_output=True, text=True, timeout=120)
+        assert survivor.stdout.startswith("forked from the warm template the grading processes share"), survivor
+        assert dying.returncode == 3 and "grading processes share" in dying.stdout, dying
+        orphan = int(dying.stdout.split()[-1])
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{orphan}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{orphan}").exists(), "the dead process's kernel outlived it"
+        assert Path(f"/proc/{template}/task/{template}/children").read_text().split() == []
+    assert not Path(f"/proc/{template}").exists() or "Z" in Path(f"/proc/{template}/stat").read_text().split()[2]
