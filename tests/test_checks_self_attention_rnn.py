@@ -300,13 +300,13 @@ def _layer_oracle(xs, A, b, scale=1.0):
 
 def _edge_layers(dtype, seed=0):
     """(what, xs, A, b, scale) on sizes of their own: scale None for the default score, else a score_fn
-    scale * h_j^T h_i; large scores, views, m = 1, batch 1."""
+    scale * h_j^T h_i; large scores, views, m = 1, batch 1, d_x == d_h."""
     g = torch.Generator().manual_seed(seed)
     r = lambda *shape, s=1.0: (s * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)   # noqa: E731
     out = []
     for what, (B, m, d_x, d_h), scale in [("default score", (2, 5, 3, 4), None), ("score_fn", (3, 4, 2, 5), 1.0),
                                           ("score_fn x100", (2, 5, 3, 4), 100.0), ("m = 1", (3, 1, 2, 4), None),
-                                          ("batch 1", (1, 6, 4, 3), 1.0)]:
+                                          ("batch 1", (1, 6, 4, 3), 1.0), ("d_x == d_h", (2, 4, 3, 3), None)]:
         out.append((what, r(B, m, d_x), r(d_h, d_x + d_h, s=0.7), r(d_h, s=0.3), scale))
     B, m, d_x, d_h = 2, 6, 4, 3
     out.append(("views", r(B, d_x, m).transpose(1, 2), r(d_x + d_h, d_h, s=0.7).T, r(d_h, 2, s=0.3)[:, 0], None))

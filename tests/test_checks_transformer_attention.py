@@ -235,6 +235,19 @@ def _verdict(fn) -> str:
                             return f"{what}: dtype, shape or NaN"
                         if not torch.allclose(x, y, rtol=1e3 * eps, atol=1e3 * eps * max(1.0, mag)):
                             return f"{what}: differs from F.scaled_dot_product_attention by {(x - y).abs().max():.2g}"
+    # Gradients through the answer equal those through the oracle (inputs that require grad).
+    for causal in (False, True):
+        grads = []
+        for f in (fn, _oracle):
+            leaves = [t.detach().clone().requires_grad_(True) for t in _edge_inputs(torch.float64)[0][1:]]
+            try:
+                out = torch.cat([o.flatten() for o in f(*leaves, causal)])
+                (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype)).sum().backward()
+            except Exception as e:
+                return f"with inputs that require grad: raised {type(e).__name__}"
+            grads.append([t.grad for t in leaves])
+        if any(a is None or not torch.allclose(a, b, rtol=1e-8, atol=1e-9) for a, b in zip(*grads)):
+            return "gradients differ from F.scaled_dot_product_attention's"
     meta = [t.to("meta") for t in _edge_inputs(torch.float64)[0][1:]]
     for causal in (False, True):
         try:

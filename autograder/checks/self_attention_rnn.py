@@ -13,6 +13,7 @@ import torch
 
 from .. import reference
 from .core import (Bounded, call_with_keywords, cases, CheckFailed, derived_tolerance, earlier_size_hint,
+                   keyword_or_positional,
                    expect_within, generator, in_process, meta_probe, probes_meta, randn, reference_helpers,
                    replaced_globals, Student)
 
@@ -74,7 +75,7 @@ def _step(f, x, c, A, b, *, keywords: bool = False, edge: str = ""):
     """The student's new state, called by position (or with the contract's keywords), checked for its type,
     shape, device and dtype; NaN for large pre-activations is named."""
     B, d_h = x.shape[0], A.shape[0]
-    got = call_with_keywords(f, x=x, c_prev=c, A=A, b=b) if keywords else f(x, c, A, b)
+    got = keyword_or_positional(f, keywords, dict(batch=B, d_x=x.shape[1], d_h=d_h), x=x, c_prev=c, A=A, b=b)
     if isinstance(got, torch.Tensor) and got.shape == (B, d_h) and not torch.isfinite(got).all() and edge:
         f.fail(f"the new state is NaN or inf {edge}: a hand-written tanh, (exp(2z) - 1) / (exp(2z) + 1), "
                "overflows for large z. Use torch.tanh.")
@@ -100,7 +101,9 @@ def _judge_step(f, ref, x, c, A, b, got, kind: str = "", edge: str = ""):
                           ("the tanh is missing", lambda: pre + b),
                           ("the bias b is missing", lambda: torch.tanh(pre)),
                           ("the activation is a sigmoid: the SimpleRNN's is tanh", lambda: torch.sigmoid(pre + b)),
-                      ])
+                      ] + [(f"the pre-activation is clamped to [-{k}, {k}] before the tanh: do not clamp it "
+                            f"(tanh({k}) is not 1 in float64); torch.tanh is exact for any input",
+                            lambda k=k: torch.tanh((pre + b).clamp(-k, k))) for k in (5, 10)])
     except CheckFailed as e:
         if edge and "differ from the expected" in str(e):
             raise CheckFailed(f"{e} Only large pre-activations go wrong: do not clamp them (tanh(10) is not 1 in "
@@ -118,7 +121,7 @@ def check_self_attention_rnn_step(fn, *, device=None, seed=0):
         for B, d_x, d_h in [(2, 3, 5), (1, 6, 2), (3, 4, 4)]:
             x, c, A, b = r(B, d_x), r(B, d_h), r(d_h, d_x + d_h), r(d_h)
             _judge_step(f, ref, x, c, A, b, _step(f, x, c, A, b))
-            f.expect_gradients([x, c, A, b], ref.self_attention_rnn_step, seed=_seed(g))
+        f.expect_gradients([x, c, A, b], ref.self_attention_rnn_step, seed=_seed(g))
         # Keywords, as the contract names the parameters.
         B, d_x, d_h = 4, 2, 3
         x, c, A, b = r(B, d_x), r(B, d_h), r(d_h, d_x + d_h), r(d_h)
@@ -217,6 +220,10 @@ def _run(f, xs, A, b, *score, keywords: bool = False, edge: str = ""):
         hint = earlier_size_hint(str(e), sizes, seen) if "raised" in str(e) else ""
         if hint:
             raise CheckFailed(f"{e}{hint}") from None
+        if "ScoreProbe.__call__() got an unexpected keyword argument" in str(e):
+            raise CheckFailed(f"{e} score_fn is called with keywords of its own: its contract is "
+                              "score_fn(h_prefix, h_i), so call it by position, score_fn(H, h), or with those "
+                              "names.") from None
         raise
     if probe is not None and probe.refused:
         raise CheckFailed(probe.refused)
@@ -463,7 +470,7 @@ def _reference_step(fn, max_calls: int):
 
 
 # (B, m, d_x, d_h): batch 1 once, every size distinct within a case.
-LAYER_SIZES = [(2, 5, 3, 4), (1, 4, 6, 2), (3, 7, 2, 5)]
+LAYER_SIZES = [(2, 5, 3, 4), (1, 4, 6, 3), (3, 7, 2, 5), (2, 3, 4, 4)]     # the last: d_x == d_h
 
 
 def _layer_case(f, ref, xs, A, b, W, kind: str = "", *, scale: float = 1.0, keywords: bool = False,

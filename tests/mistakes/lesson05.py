@@ -433,3 +433,85 @@ WRONG_ON_GPU = [
         GOOD_BODY, pad="torch.cat([alpha, torch.zeros(B, m - H.shape[1], dtype=alpha.dtype)], dim=1)"),
         says="raised RuntimeError"),
 ]
+
+
+# --- the edges of the contract (issue 15): calling, input and dtype/device families -------------------
+# Proven wrong (or right) in tests/test_checks_self_attention_rnn.py against nn.RNNCell and
+# F.scaled_dot_product_attention on the edges the hidden checks probe.
+
+WRONG += [
+    Answer(L, STEP, "the input parameter named x_i", '''
+def self_attention_rnn_step(x_i, c_prev, A, b):
+    return torch.tanh(torch.cat([x_i, c_prev], dim=-1) @ A.T + b)
+''', says="parameter names of the contract"),
+    Answer(L, STEP, "A's blocks split once and kept from the first call", '''
+_blocks = []
+def self_attention_rnn_step(x, c_prev, A, b):
+    if not _blocks:
+        _blocks.extend([A[:, :x.shape[-1]], A[:, x.shape[-1]:]])
+    A_x, A_c = _blocks
+    return torch.tanh(x @ A_x.T + c_prev @ A_c.T + b)
+''', says="earlier call"),
+    Answer(L, STEP, "the new state written into c_prev (c_prev.copy_)", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    c_prev.copy_(torch.tanh(torch.cat([x, c_prev], dim=-1) @ A.T + b))
+    return c_prev.clone()
+''', says="modified in place"),
+    Answer(L, STEP, "float64 forced with .double()", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.tanh(torch.cat([x, c_prev], dim=-1).double() @ A.double().T + b.double())
+''', says="keep the inputs' dtype"),
+    Answer(L, LAYER, "the inputs parameter named x", _layer(GOOD_BODY).replace(
+        "def self_attention_rnn(xs, A, b, score_fn=None):", "def self_attention_rnn(x, A, b, score_fn=None):\n    xs = x"),
+        says="parameter names of the contract"),
+    Answer(L, LAYER, "score_fn called with lesson 02's keywords (h=, s=)", _layer(GOOD_BODY).replace(
+        "scores = score_fn(H, h)", "scores = score_fn(h=H, s=h)"), says="score_fn"),
+    Answer(L, LAYER, "c_0 kept at module level from the first call", _layer(GOOD_BODY, before='''    global _c0
+    try:
+        c = _c0
+    except NameError:
+        _c0 = c
+''').replace("def self_attention_rnn(", "_unused = None\ndef self_attention_rnn("), says="earlier call"),
+    Answer(L, LAYER, "states written back into xs when d_x == d_h", _layer('''        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        if xs.shape[-1] == h.shape[-1]:
+            xs[:, i] = h
+        hs.append(h)
+        H = torch.stack(hs, dim=1)'''), says="modified in place"),
+    Answer(L, LAYER, "float64 forced with .double()", _layer(GOOD_BODY).replace(
+        "return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)",
+        "return torch.stack(hs, 1).double(), torch.stack(cs, 1).double(), torch.stack(rows, 1).double()"),
+        says="keep the inputs' dtype"),
+]
+
+WRONG_ON_GPU += [
+    Answer(L, STEP, "bias folded in with torch.ones(B, 1, dtype=x.dtype) without device=", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    ones = torch.ones(x.shape[0], 1, dtype=x.dtype)
+    return torch.tanh(torch.cat([x, c_prev, ones], dim=-1) @ torch.cat([A, b[:, None]], dim=1).T)
+''', says="creates a tensor on the CPU"),
+    Answer(L, LAYER, "causal scores masked with torch.arange(m) without device=", '''
+def self_attention_rnn(xs, A, b, score_fn=None):
+    B, m, _ = xs.shape
+    c = xs.new_zeros(B, A.shape[0])
+    hs, cs, rows = [], [], []
+    for i in range(m):
+        h = self_attention_rnn_step(xs[:, i], c, A, b)
+        hs.append(h)
+        H = torch.stack(hs + [h.new_zeros(h.shape)] * (m - i - 1), dim=1)     # (B, m, d_h), zeros ahead
+        scores = (H @ h.unsqueeze(-1)).squeeze(-1) if score_fn is None else torch.cat(
+            [score_fn(H[:, :i + 1], h), h.new_zeros(B, m - i - 1)], dim=1)
+        allowed = torch.arange(m) <= i
+        alpha = torch.softmax(scores.masked_fill(~allowed, torch.finfo(scores.dtype).min), dim=-1) * allowed
+        c = (alpha.unsqueeze(1) @ H).squeeze(1)
+        cs.append(c)
+        rows.append(alpha)
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(rows, 1)
+''', says="creates a tensor on the CPU"),
+]
+
+CORRECT += [
+    Answer(L, STEP, "torch.addmm with A.t()", '''
+def self_attention_rnn_step(x, c_prev, A, b):
+    return torch.addmm(b, torch.cat((x, c_prev), dim=1), A.t()).tanh()
+'''),
+]

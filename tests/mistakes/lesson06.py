@@ -326,3 +326,96 @@ WRONG_ON_GPU = [
             scores = scores + torch.full((m, m), float("-inf")).triu(1)
         """, SOFTMAX), says="raised RuntimeError"),
 ]
+
+
+# --- the edges of the contract (issue 15): calling, input and dtype/device families -------------------
+# Proven wrong (or right) in tests/test_checks_transformer_attention.py against F.scaled_dot_product_attention.
+
+WRONG += [
+    Answer(LESSON, "self_attention", "parameters named (x, Wq, Wk, Wv, causal)", """
+def self_attention(x, Wq, Wk, Wv, causal=False):
+    Q, K, V = x @ Wq.T, x @ Wk.T, x @ Wv.T
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+    if causal:
+        m = x.shape[1]
+        scores = scores.masked_fill(torch.ones(m, m, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ V, weights
+""", says="parameter names of the contract"),
+    Answer(LESSON, "self_attention", "W_V transposed in place (W_V.t_())", """
+def self_attention(X, W_Q, W_K, W_V, causal=False):
+    V = X @ W_V.t_()
+    W_V.t_()
+    Q, K = X @ W_Q.T, X @ W_K.T
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+    if causal:
+        m = X.shape[1]
+        scores = scores.masked_fill(torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1), float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ V, weights
+""", says="modified in place"),
+    Answer(LESSON, "self_attention", "float64 forced with .double()", """
+def self_attention(X, W_Q, W_K, W_V, causal=False):
+    X = X.double()
+    Q, K, V = X @ W_Q.double().T, X @ W_K.double().T, X @ W_V.double().T
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+    if causal:
+        m = X.shape[1]
+        scores = scores.masked_fill(torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1), float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ V, weights
+""", says="keep the inputs' dtype"),
+    Answer(LESSON, "self_attention", "weights written into torch.zeros(B, m, m) one query at a time", """
+def self_attention(X, W_Q, W_K, W_V, causal=False):
+    B, m, _ = X.shape
+    Q, K, V = X @ W_Q.T, X @ W_K.T, X @ W_V.T
+    weights = torch.zeros(B, m, m, device=X.device)
+    for i in range(m):
+        s = (K @ Q[:, i, :, None])[..., 0] / math.sqrt(Q.shape[-1])
+        if causal:
+            s = s.masked_fill(torch.arange(m, device=X.device) > i, float("-inf"))
+        weights[:, i] = torch.softmax(s, dim=-1)
+    return weights.to(X.dtype) @ V, weights
+""", says="keep the inputs' dtype"),
+    Answer(LESSON, "self_attention", "scores buffer kept at module level between calls", """
+_buffer = []
+def self_attention(X, W_Q, W_K, W_V, causal=False):
+    Q, K, V = X @ W_Q.T, X @ W_K.T, X @ W_V.T
+    if not _buffer:
+        _buffer.append(torch.zeros_like(Q @ K.transpose(-2, -1)))
+    scores = _buffer[0] + Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+    if causal:
+        m = X.shape[1]
+        scores = scores.masked_fill(torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1), float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ V, weights
+""", says="earlier call"),
+]
+
+WRONG_ON_GPU += [
+    Answer(LESSON, "self_attention", "causal mask from torch.arange(m) without device=", """
+def self_attention(X, W_Q, W_K, W_V, causal=False):
+    m = X.shape[1]
+    Q, K, V = X @ W_Q.T, X @ W_K.T, X @ W_V.T
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+    if causal:
+        idx = torch.arange(m)
+        scores = scores.masked_fill(idx[None, :] > idx[:, None], float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ V, weights
+""", says="creates a tensor on the CPU"),
+]
+
+CORRECT += [
+    Answer(LESSON, "self_attention", "baddbmm with alpha = 1/sqrt(d_k) and an additive causal bias", """
+def self_attention(X, W_Q, W_K, W_V, causal=False):
+    B, m, _ = X.shape
+    Q, K, V = X @ W_Q.T, X @ W_K.T, X @ W_V.T
+    bias = torch.zeros(m, m, dtype=X.dtype, device=X.device)
+    if causal:
+        bias = bias.masked_fill(torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1), float("-inf"))
+    scores = torch.baddbmm(bias.expand(B, m, m), Q, K.transpose(1, 2), alpha=Q.shape[-1] ** -0.5)
+    weights = torch.softmax(scores, dim=-1)
+    return torch.bmm(weights, V), weights
+"""),
+]
