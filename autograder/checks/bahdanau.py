@@ -136,7 +136,12 @@ def _judge_dot(f, ref, h, s, W_K, W_Q, *, keywords=False, edge=""):
          lambda: ref.dot_scores(h, s, W_Q, W_K)),
         ("a transpose is missing: the weights are applied untransposed; W_K h_i is h @ W_K.T",
          lambda: ref.dot_scores(h, s, W_K.T, W_Q.T)),
-        ("the scores are divided by sqrt(d_k): option 2 has no scaling", lambda: want / d_k ** 0.5),
+        ("the scores are divided by sqrt(d_k)" + (" (here also sqrt(d_h))" if d_h == d_k else "")
+         + ": option 2 has no scaling", lambda: want / d_k ** 0.5),
+        ("the scores are divided by sqrt(d_h), the root of the encoder states' size: option 2 has no scaling",
+         lambda: want / d_h ** 0.5),
+        ("the scores are divided by sqrt(d_s), the root of the decoder state's size: option 2 has no scaling",
+         lambda: want / d_s ** 0.5),
         ("the scores were already normalized with softmax", lambda: torch.softmax(want, -1)),
     ])
 

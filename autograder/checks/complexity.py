@@ -64,7 +64,14 @@ def _expect_counts(f: Student, cases: Sequence[tuple], want: Callable, mistakes:
     got = {}
     for i, case in enumerate(cases):
         call = f"{f.name}({', '.join(f'{n}={v}' for n, v in zip(names, case))})"
-        got[case] = (_expect_int(f, _call_count(f, case, names, keywords=i % 2 == 1), call), call)
+        try:
+            result = _call_count(f, case, names, keywords=i % 2 == 1)
+        except CheckFailed as e:
+            if "raised TypeError" in str(e) and "positional argument" in str(e):
+                f.fail(f"could not be called by position, as in {f.name}({', '.join(names)}): the contract's "
+                       f"parameters are positional (no * before them). ({e})")
+            raise
+        got[case] = (_expect_int(f, result, call), call)
     wrong = [case for case in cases if got[case][0] != want(*case)]
     if wrong:
         first = wrong[0]
@@ -300,6 +307,8 @@ _COUNTER_MISTAKES = [
      lambda calls: list(itertools.accumulate(c[0] for c in calls))),
     ("it counts the elements of h, not of the scores score_fn returned",
      lambda calls: list(itertools.accumulate(c[0] * c[1] * c[2] for c in calls))),
+    ("the count is recomputed as the number of calls times the last call's m: add each call's scores.numel() "
+     "to the count", lambda calls: [(i + 1) * c[1] for i, c in enumerate(calls)]),
 ]
 
 

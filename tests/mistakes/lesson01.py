@@ -395,7 +395,7 @@ WRONG += [
             h = torch.tanh(torch.cat([x, h_prev], dim=-1) @ W + b)
             A.t_()
             return h
-        """),
+        """, says="modified in place"),
     # simple_rnn_step: numerical edges
     _answer("simple_rnn_step", "tanh written as (exp(2z) - 1) / (exp(2z) + 1)", """
         def simple_rnn_step(x, h_prev, A, b):
@@ -483,7 +483,7 @@ WRONG += [
                 hs.append(h)
             xs.transpose_(0, 1)
             return torch.stack(hs, dim=1)
-        """),
+        """, says="modified in place"),
     _answer("rnn_encode", "states written back into xs's storage when d_x == d_h (xs[:, i] = h)", """
         def rnn_encode(xs, A, b):
             h = xs.new_zeros(xs.shape[0], A.shape[0])
@@ -583,7 +583,7 @@ WRONG += [
                 ss.append(s)
             xs_dec.transpose_(0, 1)
             return torch.stack(ss, dim=1)
-        """),
+        """, says="modified in place"),
     _answer("seq2seq_decode", "b_dec broadcast in place (b_dec.unsqueeze_)", """
         def seq2seq_decode(s0, xs_dec, A_dec, b_dec):
             b_dec.unsqueeze_(0)
@@ -593,7 +593,7 @@ WRONG += [
                 ss.append(s)
             b_dec.squeeze_(0)
             return torch.stack(ss, dim=1)
-        """),
+        """, says="modified in place"),
     # seq2seq_decode: numerical edges
     _answer("seq2seq_decode", "inline step with tanh as 1 - 2 / (exp(2z) + 1) in float32", """
         def seq2seq_decode(s0, xs_dec, A_dec, b_dec):

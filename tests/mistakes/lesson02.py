@@ -94,7 +94,7 @@ WRONG = [
             k = h @ W_K.T
             q = s @ W_Q.T
             return (k @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(h.shape[-1])
-        """),
+        """, says="option 2 has no scaling"),
     _answer("dot_scores", "scores already softmaxed", """
         def dot_scores(h, s, W_K, W_Q):
             k = h @ W_K.T
@@ -732,7 +732,7 @@ WRONG += [
             scores = torch.tanh(z @ W.T) @ v
             s.squeeze_(1)
             return scores
-        """),
+        """, says="modified in place"),
     _answer("additive_scores", "tanh written with exp", """
         def additive_scores(h, s, W, v):
             z = torch.cat([h, s[:, None].expand(-1, h.shape[1], -1)], dim=-1) @ W.T
@@ -782,7 +782,7 @@ WRONG += [
             K = h @ W_K.t_()
             W_K.t_()
             return (K * (s @ W_Q.T)[:, None, :]).sum(-1)
-        """),
+        """, says="modified in place"),
     _answer("dot_scores", "h normalized in place", """
         def dot_scores(h, s, W_K, W_Q):
             h /= h.norm(dim=-1, keepdim=True).clamp(min=1.0)     # "keep the states bounded", in place
@@ -824,7 +824,7 @@ WRONG += [
             w = torch.softmax(scores.masked_fill(masked, torch.finfo(scores.dtype).min), dim=-1)
             mask.logical_not_()
             return w * mask
-        """),
+        """, says="modified in place"),
     _answer("attention_weights", "finite penalty: scores - 100 where masked, zeroed afterwards", """
         def attention_weights(scores, mask=None):
             if mask is None:
@@ -892,7 +892,7 @@ WRONG += [
             c = (alpha * h).sum(1)
             alpha.squeeze_(-1)
             return c
-        """),
+        """, says="modified in place"),
     _answer("context_vector", "h weighted in place (h.mul_)", """
         def context_vector(alpha, h):
             return h.mul_(alpha[..., None]).sum(dim=1)
@@ -931,7 +931,7 @@ WRONG += [
             s = torch.tanh(torch.cat([x, s_prev, c_prev], -1) @ W + b_prime)
             A_prime.t_()
             return s
-        """),
+        """, says="modified in place"),
     _answer("attention_decoder_step", "tanh written with exp", """
         def attention_decoder_step(x, s_prev, c_prev, A_prime, b_prime):
             z = torch.cat([x, s_prev, c_prev], -1) @ A_prime.T + b_prime
@@ -1003,7 +1003,7 @@ WRONG += [
         ws.append(alpha)
     xs_dec.transpose_(0, 1)
     return torch.stack(ss, 1), torch.stack(ws, 1)
-"""),
+""", says="modified in place"),
     _decode("states preallocated with m rows instead of t", """
     B, m, d = hs.shape
     ss = hs.new_zeros(B, m, d)

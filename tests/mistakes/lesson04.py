@@ -424,7 +424,7 @@ WRONG += [
     _answer("count_rnn_steps", "keyword-only lengths (*, m, t)", """
         def count_rnn_steps(*, m, t):
             return m + t
-        """),
+        """, says="by position"),
 
     # count_self_attention_weights
     _answer("count_self_attention_weights", "int(m * (m + 1) / 2): exact only to 2**53", """
@@ -479,7 +479,7 @@ WRONG += [
         self.calls += 1
         self.count = self.calls * scores.shape[-1]
         return scores
-        """),
+        """, says="the number of calls"),
 
     # loglog_slope
     _answer("loglog_slope", "parameters named (n, t)", """
@@ -499,7 +499,7 @@ WRONG += [
             x = np.log(np.asarray(sizes, dtype=float))
             y = np.log(np.sort(np.asarray(times, dtype=float)))
             return float(np.polyfit(x, y, 1)[0])
-        """),
+        """, says="sorted without their times"),
     _answer("loglog_slope", "np.log with out= overwrites the times", """
         def loglog_slope(sizes, times):
             x = np.log(np.asarray(sizes, dtype=float))
