@@ -94,6 +94,9 @@ def _step_mistakes(ref, x, h, A, b, d_x, d_h, pre):
          lambda: torch.tanh(pre - b) + b),
         ("a sigmoid is used: the SimpleRNN squashes with tanh", lambda: torch.sigmoid(pre)),
         ("a ReLU is used: the SimpleRNN squashes with tanh", lambda: torch.relu(pre)),
+        ("the examples of the batch are mixed: x and h_prev were flattened over the batch before they were "
+         "stacked. Concatenate them along the feature axis, torch.cat([x, h_prev], dim=-1)",
+         lambda: torch.tanh(torch.cat([x.flatten(), h.flatten()]).reshape(x.shape[0], -1) @ A.T + b)),
     ] + _clamp_mistakes(pre)
 
 

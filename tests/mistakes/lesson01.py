@@ -371,7 +371,7 @@ WRONG += [
         def simple_rnn_step(x, h_prev, A, b):
             z = torch.hstack([x.flatten(), h_prev.flatten()])       # fine for one example only
             return torch.tanh(A @ z.reshape(-1, A.shape[1]).T + b[:, None]).T
-        """),
+        """, says="the examples of the batch are mixed"),
     # simple_rnn_step: input edges
     _answer("simple_rnn_step", "the new state written into h_prev (h_prev.copy_)", """
         def simple_rnn_step(x, h_prev, A, b):

@@ -247,7 +247,7 @@ WRONG = [
         def context_vector(alpha, h):
             alpha = alpha / alpha.sum(dim=-1, keepdim=True)
             return (alpha.unsqueeze(-1) * h).sum(dim=1)
-        """),
+        """, says="renormalized"),
     _answer("context_vector", "batch size hard-coded to 2", """
         def context_vector(alpha, h):
             return torch.bmm(alpha.view(2, 1, -1), h).view(2, -1)
