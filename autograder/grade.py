@@ -33,11 +33,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import course_init, nbgrader_course, notebooks, paths, sandbox
+from . import course_init, forkserver, nbgrader_course, notebooks, paths, sandbox
 from .nbgrader_course import course_api
 from .notebooks import identify_lesson
-from .outcome import Status
-from .preprocessors import status_of
+from .outcome import Status, status_of
 from .settings import DEFAULT, Settings
 
 CSV_COLUMNS = ["student", "lesson", "score", "max_score", "status"]
@@ -163,7 +162,7 @@ def _autograde(out: Path, student: str, lesson: str, settings: Settings, seed: i
             return Status.AUTOGRADE_FAILED.value, text
         feedback = api.generate_feedback(lesson, student)
         text += feedback.get("log", "")
-    return status_of(notebooks.read(out / "autograded" / student / lesson / f"{lesson}.ipynb")), text
+    return status_of(notebooks.read(out / "autograded" / student / lesson / f"{lesson}.ipynb")).value, text
 
 
 def autograded_scores(out: Path, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, float]]:
@@ -278,11 +277,16 @@ def grade(submissions: Path, out: Path, *, settings: Settings = DEFAULT, workers
     state_path = out / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() and not force else {}
     todo = [j for j in jobs if _needs_grading(state.get(f"{j.student}/{j.lesson}", {}), j)]
-    if todo:
-        prepare_lessons(out, {j.lesson for j in todo})
-    if course_init.grade_may_write_config(out):     # never over an instructor's own configuration
-        nbgrader_course.write_config(out, cell_timeout=settings.cell_timeout, sandboxed=settings.sandboxed)
-    _run_all(out, todo, settings, progress, state, state_path, scheduler, verbose)
+    # Local workers fork their kernels from one warm template, started now: it imports torch while the
+    # lessons are released.
+    with forkserver.Shared() if todo and not scheduler else contextlib.nullcontext() as shared:
+        if todo:
+            prepare_lessons(out, {j.lesson for j in todo})
+        if course_init.grade_may_write_config(out):     # never over an instructor's own configuration
+            nbgrader_course.write_config(out, cell_timeout=settings.cell_timeout, sandboxed=settings.sandboxed)
+        if shared is not None and not shared.publish() and shared.why_not:
+            log.warning("no shared kernel template (%s): each worker keeps its own", shared.why_not)
+        _run_all(out, todo, settings, progress, state, state_path, scheduler, verbose)
     # A notebook left "attempted" by runs whose grading process died on it: not tried again.
     status = {(j.student, j.lesson): state[f"{j.student}/{j.lesson}"]["status"] or Status.GRADER_DIED.value
               for j in jobs}
@@ -452,6 +456,23 @@ def write_csv(path: Path, rows: list[Row]) -> None:
     _write_atomically(path, text.getvalue())
 
 
+def kernel_starts(out: Path, rows: list[Row]) -> "collections.Counter[str]":
+    """How the kernels of these rows' last gradings started, as their logs say ("forked from ...", "started
+    fresh (why)")."""
+    import collections
+    said = collections.Counter()
+    for r in rows:
+        try:
+            with open(log_file(out, r.student, r.lesson), encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if "the kernel was " in line:
+                        said[line.split("the kernel was ", 1)[1].strip()] += 1
+                        break
+        except OSError:
+            continue
+    return said
+
+
 def print_rows(rows: list[Row], out: Path) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -470,6 +491,9 @@ def print_rows(rows: list[Row], out: Path) -> None:
     console.print(f"gradebook: {out / 'gradebook.db'}")
     console.print(f"feedback: {out / 'feedback'}/<student>/<lesson>/<lesson>.html")
     console.print(f"logs: {out / LOG_DIR}/<student>/<lesson>.log")
+    starts = kernel_starts(out, rows)
+    if starts:
+        console.print("kernels: " + "; ".join(f"{n} {escape(how)}" for how, n in starts.most_common()))
     faults = [r for r in rows if Status(r.status).courses_fault]
     if faults:
         console.print(f"[red]{len(faults)} notebook(s) were not graded because of the course or the grader, "

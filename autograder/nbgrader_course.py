@@ -13,7 +13,6 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
 from traitlets.config import Config
 
 from . import feedback
-from .preprocessors import GradeOutsideKernel
 from .settings import DEFAULT
 
 COURSE_ID = DEFAULT.course_id
@@ -49,7 +48,9 @@ def configure(c: Config, root: Path, *, cell_timeout: int = DEFAULT.cell_timeout
     c.Exchange.root = str(root / "exchange")       # nbgrader insists on a writable one; an instructor may set another
     # nbgrader's list, with its Execute replaced: the verdicts are computed outside the student's kernel,
     # then what the student's outputs hold is sanitized before anything shows them.
-    c.Autograde.autograde_preprocessors = [GradeOutsideKernel, *feedback.AUTOGRADE_PREPROCESSORS, IgnorePattern,
+    # (named, not imported: a process that only releases or records grades needs no torch)
+    c.Autograde.autograde_preprocessors = ["autograder.preprocessors.GradeOutsideKernel",
+                                           *feedback.AUTOGRADE_PREPROCESSORS, IgnorePattern,
                                            ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
                                            AssignLatePenalties, CheckCellMetadata]
     c.GradeOutsideKernel.cell_timeout = cell_timeout
