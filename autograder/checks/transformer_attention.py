@@ -83,7 +83,8 @@ def _diagnose_nan(f, weights, edge: str = ""):
                "afterwards (0/0 once their exp underflows), or the future scores were set to 0 before exp and "
                "overflowed (inf x 0). Mask the scores with -inf or torch.finfo(dtype).min before the softmax.")
     if edge.startswith("for large scores"):
-        f.fail(f"the weights contain NaN or inf {edge}: exp overflows. Subtract the row maximum before exp "
+        f.fail(f"the weights contain NaN or inf {edge}: exp overflows, or every exp of a row underflows to 0 (0/0, "
+               "when one maximum is subtracted for the whole batch). Subtract the row maximum before exp "
                "(torch.softmax does this for you).")
     if m > 1 and torch.isnan(weights[:, upper]).all() and torch.isfinite(weights[:, ~upper]).all():
         f.fail("the weights are NaN above the diagonal: the softmax ran over the batch axis, where a masked "

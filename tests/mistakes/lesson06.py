@@ -392,6 +392,20 @@ def self_attention(X, W_Q, W_K, W_V, causal=False):
 """, says="earlier call"),
 ]
 
+WRONG += [
+    Answer(LESSON, "self_attention", "one maximum subtracted for the whole batch (scores.max())", """
+def self_attention(X, W_Q, W_K, W_V, causal=False):
+    Q, K, V = X @ W_Q.T, X @ W_K.T, X @ W_V.T
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+    if causal:
+        m = X.shape[1]
+        scores = scores.masked_fill(torch.ones(m, m, dtype=torch.bool, device=X.device).triu(1), float("-inf"))
+    e = torch.exp(scores - scores.max())            # one maximum for every row of the batch
+    weights = e / e.sum(-1, keepdim=True)
+    return weights @ V, weights
+""", says="Subtract the row maximum"),
+]
+
 WRONG_ON_GPU += [
     Answer(LESSON, "self_attention", "causal mask from torch.arange(m) without device=", """
 def self_attention(X, W_Q, W_K, W_V, causal=False):
