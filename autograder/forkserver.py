@@ -1,7 +1,9 @@
 """Warm template kernels: each notebook's kernel is a fork of a process that has already imported torch.
 
-A grading process keeps one template (`Template`): a fresh interpreter, started with a clean environment,
-that imports torch, numpy, matplotlib, ipykernel and lessonkit, starts no thread, and then only forks.
+A template (`Template`) is a fresh interpreter, started with a clean environment, that imports torch,
+numpy, matplotlib, ipykernel and lessonkit, starts no thread, and then only forks. `grade` starts one for
+all its local workers (`Shared`: they reach it through a Unix socket only root can open); any other
+grading process (`check`, nbgrader's commands, a Dask worker) starts one of its own on first use.
 It holds nothing of the grader's: no hidden check, no solution, no seed (it imports nothing else of this
 package and never sees the grader's environment), so the memory a kernel inherits from it is public.
 
@@ -13,10 +15,11 @@ drops to its own user id with no capabilities and no new privileges, takes the r
 environment, reseeds every random generator, and starts ipykernel in the same interpreter. Memory pages
 stay shared copy-on-write with the template; what one kernel writes, no other kernel sees.
 
-The template speaks JSON lines on its stdin/stdout: {"op": "fork", ...} -> {"pid": N} (the template keeps
-the child unreaped, so its pid cannot be reused until the grader asks {"op": "wait", "pid": N} ->
-{"status": wait status}). This module imports only the standard library at the top: the grading process
-imports it too.
+The template speaks JSON lines with its owner (stdin/stdout) and with each process connected to its socket:
+{"op": "fork", ...} -> {"pid": N} (the template keeps the child unreaped, so its pid cannot be reused until
+the grader asks {"op": "wait", "pid": N} -> {"status": wait status}); when a connected process hangs up,
+the kernels it did not reap are killed; when the owner hangs up, the template ends. This module imports
+only the standard library at the top: the grading processes import it too.
 """
 from __future__ import annotations
 
