@@ -140,6 +140,7 @@ class Kernel:
         self.workdir_mounted = False
         self._setup_id = ""
         self._iopub_live = False        # has a status message come through the kernel's iopub yet?
+        self._stdin_live = False        # has the stdin channel's handshake with the kernel been done?
         self._monitors: list = []
         self._launch(limits)
 
@@ -217,8 +218,11 @@ class Kernel:
         self.client.load_connection_file(str(connection))
         self.client.start_channels()
         # zmq drops an oversized message by closing the connection: the monitors see it, and the wait ends.
-        self._monitors = [channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-                          for channel in (self.client.iopub_channel, self.client.stdin_channel)]
+        # The stdin monitor also says when that channel's handshake is done: the kernel's stdin socket drops a
+        # request to a grader it has not met yet, and the kernel would then wait for an answer forever.
+        self._monitors = [self.client.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED),
+                          self.client.stdin_channel.socket.get_monitor_socket(
+                              zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)]
         # Queued now, run as soon as the kernel is up: torch is imported while the grader does other work.
         self._setup_id = self.client.execute(_SETUP.format(source=inspect.getsource(bridge)), silent=True,
                                              store_history=False)
@@ -239,8 +243,22 @@ class Kernel:
                         raise bridge.PeerGone(f"the kernel's setup failed: {reply['content'].get('evalue')}")
                     self._setup_id = ""
         self._await_iopub(deadline)
+        self._await_stdin(deadline)
         log.info("the kernel was %s", self.how)
         return self
+
+    def _await_stdin(self, deadline: float) -> None:
+        """Wait until the grader's stdin channel has met the kernel's (a forked kernel is up so fast that it
+        may not have: 6 of 60 lost their first input request, and the cell then hung to its time limit)."""
+        monitor = self._monitors[1]
+        while not self._stdin_live:
+            if not self.alive():
+                raise bridge.PeerGone(f"the kernel did not start (exit status {self.proc.poll()}): {self._stderr()}",
+                                      "autograde-failed")
+            if time.monotonic() > deadline:
+                raise bridge.PeerGone("the kernel's input channel did not connect in time", "timeout")
+            if monitor.poll(250):
+                self._stdin_live = zmq.EVENT_HANDSHAKE_SUCCEEDED in _events(monitor)
 
     def _await_iopub(self, deadline: float) -> None:
         """Wait until the kernel's outputs reach the grader. zmq's subscriber may connect after the kernel's
@@ -339,7 +357,7 @@ class Kernel:
             events = dict(poller.poll(min(200, int(left * 1000) + 1)))
             if not events and not self.alive():
                 raise bridge.PeerGone(self.why_dead())
-            if any(monitor in events for monitor in self._monitors):
+            if any(monitor in events and zmq.EVENT_DISCONNECTED in _events(monitor) for monitor in self._monitors):
                 for _ in range(20):         # a kernel that died closes its connections too
                     if not self.alive():
                         raise bridge.PeerGone(self.why_dead())
@@ -403,6 +421,18 @@ class Kernel:
             raise bridge.PeerGone("the grader could not reach your functions in the kernel: does a cell change how "
                                   "IPython runs code, or delete __attention_bridge__?", "autograde-failed")
         return replies[-1]
+
+
+def _events(monitor) -> list[int]:
+    """The events waiting on a zmq monitor socket (read, so they are not seen twice)."""
+    from zmq.utils.monitor import recv_monitor_message
+    found = []
+    while monitor.poll(0):
+        try:
+            found.append(recv_monitor_message(monitor, flags=zmq.NOBLOCK)["event"])
+        except zmq.Again:
+            break
+    return found
 
 
 def _readable(step):
